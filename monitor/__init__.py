@@ -1,0 +1,1 @@
+"""The tlog monitor: follows logs, audits consistency, witnesses and gossips."""

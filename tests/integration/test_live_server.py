@@ -1,0 +1,83 @@
+"""A real ``tlog serve`` (gunicorn, several workers) under concurrent writers from several processes."""
+
+from __future__ import annotations
+
+import base64
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+import pytest
+import requests
+
+import speclient
+from conftest import LiveServer
+
+pytestmark = pytest.mark.slow
+
+
+def check_history(url: str, acknowledged: list[tuple[str, int, str, str]]) -> None:
+    """Every acknowledged entry is where it was acknowledged, indexes are dense,
+    and every checkpoint handed out is consistent with the current one."""
+    session = requests.Session()
+    key = speclient.LogKey.from_pem(session.get(url + "/api/v1/log/publicKey").content)
+    info = session.get(url + "/api/v1/log").json()
+    final = speclient.verify_checkpoint(info["signedTreeHead"], key)
+    indexes = sorted(i for _, i, _, _ in acknowledged)
+    assert indexes == list(range(len(indexes))) == list(range(final.size)), "indexes must be dense and unique"
+    for uuid, index, body, _ in acknowledged:
+        got = session.get(f"{url}/api/v1/log/entries?logIndex={index}").json()
+        assert list(got) == [uuid]
+        assert got[uuid]["body"] == body
+        speclient.verify_entry(got, key)
+    seen = {}
+    for _, _, _, cp_text in acknowledged:
+        cp = speclient.verify_checkpoint(cp_text, key)
+        seen[cp.size] = cp.root
+    for size, root in seen.items():
+        proof = session.get(f"{url}/api/v1/log/proof", params={"firstSize": size, "lastSize": final.size}).json()
+        speclient.verify_consistency(size, final.size, root, final.root, [bytes.fromhex(h) for h in proof["hashes"]])
+
+
+def test_concurrent_writers_from_several_processes(live_server: LiveServer) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(4, mp_context=ctx) as pool:
+        futures = [pool.submit(speclient.submit_many, live_server.url, 30, f"p{i}@example.com") for i in range(4)]
+        acknowledged = [row for f in futures for row in f.result()]
+    assert len(acknowledged) == 120
+    check_history(live_server.url, acknowledged)
+    # Batching happened: fewer signed heads than entries.
+    sizes = {speclient.verify_checkpoint(cp, speclient.LogKey.from_pem(requests.get(live_server.url + "/api/v1/log/publicKey").content)).size for *_, cp in acknowledged}
+    assert len(sizes) <= 120
+
+
+def test_same_entry_raced_by_many_clients_lands_once(live_server: LiveServer) -> None:
+    req, _ = speclient.hashedrekord(speclient.make_identity())
+
+    def post(_: int) -> requests.Response:
+        return requests.post(live_server.url + "/api/v1/log/entries", json=req, timeout=60)
+
+    with ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(post, range(16)))
+    codes = sorted(r.status_code for r in responses)
+    assert codes.count(201) == 1 and codes.count(409) == 15, codes
+    created = next(r for r in responses if r.status_code == 201)
+    uuid = next(iter(created.json()))
+    assert all(r.headers["Location"].endswith(uuid) for r in responses)
+    assert requests.get(live_server.url + "/api/v1/log").json()["treeSize"] == 1
+
+
+def test_restart_of_the_server_keeps_everything(settings) -> None:  # type: ignore[no-untyped-def]
+    server = LiveServer(settings).start()
+    try:
+        acknowledged = speclient.submit_many(server.url, 10, "r@example.com")
+    finally:
+        server.stop()
+    server = LiveServer(settings).start()
+    try:
+        check_history(server.url, acknowledged)
+        more = speclient.submit_many(server.url, 5, "r2@example.com")
+        check_history(server.url, acknowledged + more)
+        body = base64.b64decode(more[0][2])
+        assert b"hashedrekord" in body
+    finally:
+        server.stop()

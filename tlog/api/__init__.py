@@ -1,0 +1,1 @@
+"""HTTP layer: the Flask app factory and one blueprint per API area."""

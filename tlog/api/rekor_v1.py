@@ -1,0 +1,178 @@
+"""Rekor v1 REST API: ``/api/v1/log`` and ``/api/v1/index``.
+
+Shapes follow sigstore/rekor's openapi.yaml; only the ``hashedrekord`` and
+``dsse`` 0.0.1 kinds are accepted. Views parse, call the log, and serialise.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from tlog import entries
+from tlog.api.schemas import expect_list, expect_object, json_type, log_entry, parse_int_arg, read_json
+from tlog.api.state import services
+from tlog.errors import BadRequest
+from tlog.merkle import hash_leaf
+
+bp = Blueprint("rekor_v1", __name__, url_prefix="/api/v1")
+
+_HASH_QUERY = re.compile(r"^(?:(sha256):)?([0-9a-fA-F]{64})$|^(?:(sha384):)?([0-9a-fA-F]{96})$|^(?:(sha512):)?([0-9a-fA-F]{128})$")
+
+
+@bp.get("/log")
+def get_log_info() -> Response:
+    svc = services()
+    head = svc.log.latest_head()
+    body: dict[str, Any] = {
+        "rootHash": head.root_hash.hex(),
+        "signedTreeHead": head.checkpoint,
+        "treeID": str(svc.log.info.tree_id),
+        "treeSize": head.size,
+    }
+    return jsonify(body)
+
+
+@bp.get("/log/publicKey")
+def get_public_key() -> Response:
+    return Response(services().log.keys.public_key_pem, mimetype="application/x-pem-file")
+
+
+@bp.get("/log/proof")
+def get_consistency_proof() -> Response:
+    svc = services()
+    last = parse_int_arg("lastSize", required=True, minimum=1)
+    first = parse_int_arg("firstSize", required=False, default=1, minimum=1)
+    if first > last:
+        raise BadRequest(f"firstSize {first} must not be greater than lastSize {last}")
+    _check_tree_id(svc)
+    _head, proof = svc.log.consistency_proof(size1=first, size2=last)
+    return jsonify({"hashes": [h.hex() for h in proof], "rootHash": svc.log.root_at(last).hex()})
+
+
+@bp.post("/log/entries")
+def create_entry() -> tuple[Response, int, dict[str, str]]:
+    svc = services()
+    canonical = entries.canonicalize(read_json())
+    integrated = svc.sequencer.submit(canonical, timeout=svc.settings.submit_timeout)
+    inc = svc.log.inclusion_at(integrated.entry, integrated.head)
+    body = log_entry(svc.log, inc)
+    uuid = next(iter(body))
+    return jsonify(body), 201, {"Location": f"/api/v1/log/entries/{uuid}", "ETag": uuid}
+
+
+@bp.get("/log/entries")
+def get_entry_by_index() -> Response:
+    svc = services()
+    index = parse_int_arg("logIndex", required=True)
+    return jsonify(log_entry(svc.log, svc.log.entry_by_index(index)))
+
+
+@bp.get("/log/entries/<uuid>")
+def get_entry_by_uuid(uuid: str) -> Response:
+    svc = services()
+    return jsonify(log_entry(svc.log, svc.log.entry_by_leaf_hash(svc.log.leaf_hash_from_uuid(uuid))))
+
+
+@bp.post("/log/entries/retrieve")
+@bp.post("/log/entries/retrieve/")
+def search_log_query() -> Response:
+    """Entries by UUID, log index or proposed entry; unknown ones are left out."""
+    svc = services()
+    query = expect_object(read_json(), "the search query")
+    limit = svc.settings.max_batch_items
+    unknown = set(query) - {"entryUUIDs", "logIndexes", "entries"}
+    if unknown:
+        raise BadRequest(f"unknown field(s) in search query: {', '.join(sorted(unknown))}")
+    uuids = expect_list(query.get("entryUUIDs") or [], "entryUUIDs", max_items=limit)
+    indexes = expect_list(query.get("logIndexes") or [], "logIndexes", max_items=limit)
+    proposed = expect_list(query.get("entries") or [], "entries", max_items=limit)
+    if not (uuids or indexes or proposed):
+        raise BadRequest("the search query needs at least one of entryUUIDs, logIndexes or entries")
+    if len(uuids) + len(indexes) + len(proposed) > limit:
+        raise BadRequest(f"the search query names more than {limit} items in total")
+
+    leaf_hashes = []
+    for i, u in enumerate(uuids):
+        if not isinstance(u, str):
+            raise BadRequest(f"entryUUIDs[{i}] must be a string, not {json_type(u)}")
+        leaf_hashes.append(svc.log.leaf_hash_from_uuid(u))
+    for i, p in enumerate(proposed):
+        try:
+            leaf_hashes.append(hash_leaf(entries.canonicalize(p).body))
+        except BadRequest as exc:
+            raise BadRequest(f"entries[{i}]: {exc.message}") from None
+    for i, n in enumerate(indexes):
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise BadRequest(f"logIndexes[{i}] must be a non-negative integer, not {n!r}")
+
+    found = svc.log.entries_by_leaf_hashes(leaf_hashes) + svc.log.entries(indexes)
+    return jsonify([log_entry(svc.log, inc) for inc in found])
+
+
+@bp.post("/index/retrieve")
+def search_index() -> Response:
+    """UUIDs of entries matching an artifact hash, a public key, an email or a URI identity."""
+    svc = services()
+    query = expect_object(read_json(), "the search query")
+    unknown = set(query) - {"hash", "publicKey", "email", "identity", "operator"}
+    if unknown:
+        raise BadRequest(f"unknown field(s) in search query: {', '.join(sorted(unknown))}")
+    operator = query.get("operator") or "or"
+    if operator not in ("and", "or"):
+        raise BadRequest(f"operator must be 'and' or 'or', not {operator!r}")
+
+    keys = _search_keys(query)
+    if not keys:
+        raise BadRequest("the search query needs at least one of hash, publicKey, email or identity")
+    limit = svc.settings.max_search_results
+    results = [set(svc.log.search(k, limit=limit)) for k in keys]
+    matched = set.intersection(*results) if operator == "and" else set.union(*results)
+    ordered = sorted(matched)[:limit]
+    return jsonify([svc.log.entry_uuid(h) for h in svc.log.leaf_hashes_of(ordered)])
+
+
+def _search_keys(query: dict[str, Any]) -> list[str]:
+    keys = []
+    if (h := query.get("hash")) is not None:
+        if not isinstance(h, str) or not (m := _HASH_QUERY.match(h)):
+            raise BadRequest("hash must be '<sha256|sha384|sha512>:<hex digest>' or a bare hex SHA-256/384/512 digest")
+        algorithm = "sha256" if m.group(2) else "sha384" if m.group(4) else "sha512"
+        keys.append(entries.search_key_for_hash(algorithm, (m.group(2) or m.group(4) or m.group(6)).lower()))
+    if (pk := query.get("publicKey")) is not None:
+        pk = expect_object(pk, "publicKey")
+        fmt = pk.get("format")
+        if fmt != "x509":
+            raise BadRequest(f"publicKey.format {fmt!r} is not supported; supported: 'x509' (PEM or DER key or certificate)")
+        if "url" in pk:
+            raise BadRequest("publicKey.url is not supported: send the key itself in publicKey.content")
+        content = pk.get("content")
+        if not isinstance(content, str):
+            raise BadRequest("publicKey.content must be a base64 string")
+        try:
+            raw = base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest("publicKey.content is not valid base64") from None
+        keys.append(entries.search_key_for_public_key(raw))
+    if (email := query.get("email")) is not None:
+        if not isinstance(email, str) or "@" not in email or len(email) > 320:
+            raise BadRequest("email must be an email address")
+        keys.append(entries.search_key_for_email(email))
+    if (identity := query.get("identity")) is not None:
+        if not isinstance(identity, str) or not identity or len(identity) > 1024:
+            raise BadRequest("identity must be a non-empty string (an email address or a URI)")
+        keys.append(
+            entries.search_key_for_email(identity) if "@" in identity and "://" not in identity
+            else entries.search_key_for_uri(identity)
+        )
+    return keys
+
+
+def _check_tree_id(svc: Any) -> None:
+    tree_id = request.args.get("treeID")
+    if tree_id is not None and tree_id != str(svc.log.info.tree_id):
+        raise BadRequest(f"treeID {tree_id!r} is not this log's tree ({svc.log.info.tree_id})")

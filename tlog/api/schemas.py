@@ -1,0 +1,105 @@
+"""Wire format: Rekor v1 JSON shapes, built and parsed in this one place.
+
+Rekor's conventions, byte for byte (what sigstore clients check): ``logID``,
+``rootHash`` and proof ``hashes`` are lowercase hex; ``body`` and the SET are
+standard base64 with padding; ``integratedTime`` is whole seconds; integers
+are JSON numbers.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from flask import request
+
+from tlog.errors import BadRequest, PayloadTooLarge
+from tlog.log import Inclusion, TransparencyLog
+
+
+def read_json() -> Any:
+    """The request body parsed as JSON, or a 400 that says why not."""
+    limit = request.max_content_length
+    if limit is not None and request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes ({limit // 1024} KiB)")
+    data = request.get_data(cache=True)
+    if not data:
+        raise BadRequest("request body is empty; expected a JSON object")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("request body is not UTF-8 encoded JSON") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise BadRequest("request body JSON is nested too deeply") from None
+
+
+def log_entry(tlog: TransparencyLog, inc: Inclusion) -> dict[str, Any]:
+    """A Rekor ``LogEntry``: ``{uuid: LogEntryAnon}``."""
+    entry, head = inc.entry, inc.head
+    return {
+        tlog.entry_uuid(entry.leaf_hash): {
+            "body": base64.b64encode(entry.body).decode(),
+            "integratedTime": entry.integrated_time,
+            "logID": tlog.log_id_hex,
+            "logIndex": entry.log_index,
+            "verification": {
+                "inclusionProof": {
+                    "checkpoint": head.checkpoint,
+                    "hashes": [h.hex() for h in inc.proof],
+                    "logIndex": entry.log_index,
+                    "rootHash": head.root_hash.hex(),
+                    "treeSize": head.size,
+                },
+                "signedEntryTimestamp": base64.b64encode(tlog.signed_entry_timestamp(entry)).decode(),
+            },
+        }
+    }
+
+
+def parse_int_arg(name: str, *, required: bool, default: int | None = None, minimum: int = 0) -> int:
+    """A query parameter that must be a decimal integer ``>= minimum``."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        if required:
+            raise BadRequest(f"query parameter {name} is required")
+        assert default is not None
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
+        raise BadRequest(f"query parameter {name}={raw!r} is not a non-negative integer")
+    value = int(raw)
+    if value < minimum or value >= 1 << 63:
+        raise BadRequest(f"query parameter {name}={value} is out of range (minimum {minimum})")
+    return value
+
+
+def expect_object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise BadRequest(f"{what} must be a JSON object, not {json_type(value)}")
+    return value
+
+
+def expect_list(value: Any, what: str, *, max_items: int) -> list[Any]:
+    if not isinstance(value, list):
+        raise BadRequest(f"{what} must be a JSON array, not {json_type(value)}")
+    if len(value) > max_items:
+        raise BadRequest(f"{what} has {len(value)} items; at most {max_items} are allowed")
+    return value
+
+
+def json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"

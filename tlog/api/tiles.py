@@ -1,0 +1,73 @@
+"""C2SP tlog-tiles read API: ``/checkpoint``, ``/tile/<L>/<N>[.p/<W>]``, ``/tile/entries/<N>[.p/<W>]``.
+
+Full tiles never change, so they are served with a year-long immutable cache
+lifetime; partial tiles and the checkpoint are short-lived.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, Response
+
+from tlog.api.state import services
+from tlog.errors import BadRequest
+from tlog.log import TILE_WIDTH
+
+bp = Blueprint("tiles", __name__)
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+SHORT = "public, max-age=5"
+
+# N as 3-digit groups, all but the last prefixed with "x"; then an optional ".p/<W>".
+_TILE_PATH = re.compile(r"^((?:x\d{3}/)*)(\d{3})(?:\.p/(\d{1,3}))?$")
+
+
+def parse_tile_index(path: str) -> tuple[int, int]:
+    """Parse ``x001/x234/067[.p/W]`` into ``(index, width)``, strictly canonical."""
+    m = _TILE_PATH.match(path)
+    if not m:
+        raise BadRequest(f"malformed tile path {path!r}")
+    groups = [g[1:] for g in m.group(1).split("/") if g] + [m.group(2)]
+    if len(groups) > 1 and groups[0] == "000":
+        raise BadRequest(f"malformed tile path {path!r}: leading zero group")
+    index = int("".join(groups))
+    width = TILE_WIDTH
+    if m.group(3) is not None:
+        w = m.group(3)
+        if w.startswith("0") or not 1 <= int(w) < TILE_WIDTH:
+            raise BadRequest(f"malformed tile path {path!r}: partial width must be 1-{TILE_WIDTH - 1}")
+        width = int(w)
+    return index, width
+
+
+@bp.get("/checkpoint")
+def checkpoint() -> Response:
+    head = services().log.latest_head()
+    return Response(
+        head.checkpoint, mimetype="text/plain", headers={"Cache-Control": SHORT, "Content-Type": "text/plain; charset=utf-8"}
+    )
+
+
+@bp.get("/tile/entries/<path:path>")
+def entry_bundle(path: str) -> Response:
+    index, width = parse_tile_index(path)
+    data = services().log.entry_bundle(index, width)
+    return Response(
+        data,
+        mimetype="application/octet-stream",
+        headers={"Cache-Control": IMMUTABLE if width == TILE_WIDTH else SHORT},
+    )
+
+
+@bp.get("/tile/<level>/<path:path>")
+def tile(level: str, path: str) -> Response:
+    if not level.isascii() or not level.isdigit() or (level != "0" and level.startswith("0")) or int(level) > 63:
+        raise BadRequest(f"malformed tile level {level!r}: expected 0-63")
+    index, width = parse_tile_index(path)
+    data = services().log.tile(int(level), index, width)
+    return Response(
+        data,
+        mimetype="application/octet-stream",
+        headers={"Cache-Control": IMMUTABLE if width == TILE_WIDTH else SHORT},
+    )

@@ -1,0 +1,59 @@
+"""Server settings: one frozen dataclass, documented field by field.
+
+``tlog serve`` builds it from its options; tests build it directly. Nothing
+reads the environment or touches the disk at import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path("tlog-data")
+
+
+def default_origin() -> str:
+    """``<hostname>/tlog``: a schemeless name without spaces, as C2SP recommends.
+
+    Only used when the log is first created; set ``--origin`` to the public
+    host name of the deployment instead.
+    """
+    host = socket.gethostname().strip().lower() or "localhost"
+    return f"{host}/tlog"
+
+
+@dataclass(frozen=True)
+class Settings:
+    #: Directory holding the SQLite database (by default) and the key files.
+    data_dir: Path = DEFAULT_DATA_DIR
+    #: SQLAlchemy URL; None means ``sqlite:///<data_dir>/tlog.db``.
+    database_url: str | None = None
+    #: Checkpoint origin of the entry log, used when the log is created.
+    #: None means :func:`default_origin`.
+    origin: str | None = None
+    #: PEM file of the ECDSA P-256 log key; None means ``<data_dir>/log-ecdsa-p256.pem``
+    #: (generated on first start).
+    ecdsa_key: Path | None = None
+    #: PEM file of the Ed25519 checkpoint key; None means ``<data_dir>/log-ed25519.pem``.
+    ed25519_key: Path | None = None
+    #: Largest accepted request body, in bytes.
+    max_request_bytes: int = 128 * 1024
+    #: Most items (UUIDs, indexes or entries) in one search or retrieve request.
+    max_batch_items: int = 100
+    #: Most results one index search returns.
+    max_search_results: int = 1000
+    #: Seconds a submission waits to be integrated before answering 503.
+    submit_timeout: float = 30.0
+    #: Connection pool size per worker process.
+    pool_size: int = 8
+
+    @property
+    def resolved_database_url(self) -> str:
+        from tlog.storage.db import sqlite_url
+
+        return self.database_url or sqlite_url(self.data_dir)
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

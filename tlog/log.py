@@ -1,0 +1,292 @@
+"""The transparency log service: one Merkle tree, its keys, reads and proofs.
+
+``TransparencyLog`` has no Flask in it. Writes go through
+:mod:`tlog.sequencer`; everything here is a read of committed state, so any
+number of threads, processes and frontend machines may call it at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import rfc8785
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from tlog import merkle
+from tlog.checkpoint import Checkpoint, sign_checkpoint
+from tlog.errors import BadRequest, NotFound, TlogError
+from tlog.keys import LogKeys
+from tlog.note import ECDSASigner, Ed25519Signer, NoteSigner
+from tlog.storage import store
+from tlog.storage.store import EntryRecord, TreeHeadRecord, TreeInfo
+
+log = logging.getLogger(__name__)
+
+#: Width of a C2SP tile: 2**8 hashes or entries.
+TILE_HEIGHT = 8
+TILE_WIDTH = 1 << TILE_HEIGHT
+
+
+class OriginError(TlogError):
+    """The configured origin cannot be used or does not match the stored tree."""
+
+
+def validate_origin(origin: str) -> str:
+    """Origins double as signed-note key names: non-empty, no whitespace, no '+'."""
+    if not origin or len(origin) > 255 or any(c.isspace() for c in origin) or "+" in origin:
+        raise OriginError(f"invalid origin {origin!r}: it must be 1-255 characters with no spaces and no '+'")
+    if not origin.isprintable():
+        raise OriginError(f"invalid origin {origin!r}: it must be printable")
+    return origin
+
+
+@dataclass(frozen=True, slots=True)
+class Inclusion:
+    """An entry together with its inclusion proof against a signed tree head."""
+
+    entry: EntryRecord
+    head: TreeHeadRecord
+    proof: list[bytes]
+
+
+class TransparencyLog:
+    """Reads, proofs and signatures of one tree; writes go through the sequencer."""
+
+    def __init__(self, engine: Engine, keys: LogKeys, info: TreeInfo) -> None:
+        self.engine = engine
+        self.keys = keys
+        self.info = info
+        self.tree = info.id
+        self.log_id = keys.log_id
+        self.log_id_hex = self.log_id.hex()
+        self.tree_id_hex = f"{info.tree_id:016x}"
+        self.signers: tuple[NoteSigner, ...] = (
+            ECDSASigner(info.origin, keys.ecdsa),
+            Ed25519Signer(info.origin, keys.ed25519),
+        )
+
+    # --- set-up ------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, engine: Engine, keys: LogKeys, *, purpose: str, origin: str | None) -> TransparencyLog:
+        """Open the newest tree for ``purpose``, creating it (with a signed empty head) if absent.
+
+        ``origin`` is only used when the tree is created; afterwards it must
+        match (or be None), because changing a log's origin would make every
+        checkpoint it ever signed unverifiable under the new name.
+        """
+        with engine.begin() as conn:
+            info = store.get_tree(conn, purpose=purpose)
+        if info is None:
+            if origin is None:
+                raise OriginError(f"no {purpose} tree exists yet and no origin was given")
+            info = cls._create_tree(engine, keys, purpose=purpose, origin=validate_origin(origin))
+        elif origin is not None and origin != info.origin:
+            raise OriginError(
+                f"the {purpose} log was created with origin {info.origin!r}; "
+                f"--origin {origin!r} does not match (a new origin needs a new shard)"
+            )
+        if info.log_id != keys.log_id:
+            raise OriginError(
+                f"the {purpose} log {info.origin!r} was created with log ID {info.log_id.hex()} "
+                f"but the configured ECDSA key has log ID {keys.log_id.hex()}"
+            )
+        return cls(engine, keys, info)
+
+    @classmethod
+    def _create_tree(cls, engine: Engine, keys: LogKeys, *, purpose: str, origin: str) -> TreeInfo:
+        now = int(time.time() * 1000)
+        try:
+            with engine.begin() as conn:
+                ids = [t.id for t in store.list_trees(conn)]
+                info = TreeInfo(
+                    id=max(ids, default=0) + 1,
+                    purpose=purpose,
+                    tree_id=int.from_bytes(os.urandom(8), "big") >> 1,
+                    origin=origin,
+                    log_id=keys.log_id,
+                    created_at=now,
+                    frozen_at=None,
+                )
+                store.insert_tree(conn, info)
+                empty = Checkpoint(origin=origin, size=0, root_hash=merkle.EMPTY_ROOT)
+                signers = (ECDSASigner(origin, keys.ecdsa), Ed25519Signer(origin, keys.ed25519))
+                store.insert_head(
+                    conn,
+                    info.id,
+                    TreeHeadRecord(0, merkle.EMPTY_ROOT, now, sign_checkpoint(empty, signers).decode()),
+                )
+            log.info("created %s tree %s (origin %r)", purpose, f"{info.tree_id:016x}", origin)
+            return info
+        except IntegrityError:
+            # Another process created it at the same moment; use theirs.
+            with engine.begin() as conn:
+                existing = store.get_tree(conn, purpose=purpose)
+            if existing is None:
+                raise
+            return existing
+
+    # --- identifiers and signatures ----------------------------------------------------
+
+    def entry_uuid(self, leaf_hash: bytes) -> str:
+        """Rekor's entry UUID: 16 hex digits of tree ID, then the 64-hex leaf hash."""
+        return self.tree_id_hex + leaf_hash.hex()
+
+    def leaf_hash_from_uuid(self, uuid: str) -> bytes:
+        """Accept both the 80-hex (tree ID + leaf hash) and the 64-hex UUID forms."""
+        u = uuid.lower()
+        if len(u) == 80:
+            if u[:16] != self.tree_id_hex:
+                raise NotFound(f"entry {uuid} belongs to tree {u[:16]}, not to this log ({self.tree_id_hex})")
+            u = u[16:]
+        if len(u) != 64 or any(c not in "0123456789abcdef" for c in u):
+            raise BadRequest(f"invalid entry UUID {uuid!r}: expected 64 or 80 hexadecimal digits")
+        return bytes.fromhex(u)
+
+    def signed_entry_timestamp(self, entry: EntryRecord) -> bytes:
+        """Rekor v1 SET: ECDSA over RFC 8785 JSON of body, integratedTime, logID, logIndex."""
+        payload = rfc8785.dumps(
+            {
+                "body": base64.b64encode(entry.body).decode(),
+                "integratedTime": entry.integrated_time,
+                "logID": self.log_id_hex,
+                "logIndex": entry.log_index,
+            }
+        )
+        return self.keys.ecdsa.sign(payload, ec.ECDSA(hashes.SHA256()))
+
+    def sign_head(self, size: int, root_hash: bytes, timestamp_ms: int) -> TreeHeadRecord:
+        cp = Checkpoint(origin=self.info.origin, size=size, root_hash=root_hash)
+        return TreeHeadRecord(size, root_hash, timestamp_ms, sign_checkpoint(cp, self.signers).decode())
+
+    # --- reads -------------------------------------------------------------------------
+
+    def latest_head(self) -> TreeHeadRecord:
+        with self.engine.connect() as conn:
+            head = store.latest_head(conn, self.tree)
+        if head is None:
+            raise NotFound("the log has no signed tree head")
+        return head
+
+    def entry_by_index(self, log_index: int) -> Inclusion:
+        with self.engine.connect() as conn:
+            head = self._head(conn)
+            if not 0 <= log_index < head.size:
+                raise NotFound(f"no entry at logIndex {log_index}: the tree has {head.size} entries")
+            entry = store.get_entry(conn, self.tree, log_index)
+            if entry is None:
+                raise NotFound(f"no entry at logIndex {log_index}")
+            return Inclusion(entry, head, self._inclusion(conn, log_index, head.size))
+
+    def entry_by_leaf_hash(self, leaf_hash: bytes) -> Inclusion:
+        with self.engine.connect() as conn:
+            head = self._head(conn)
+            entry = store.get_entry_by_leaf_hash(conn, self.tree, leaf_hash)
+            if entry is None or entry.log_index >= head.size:
+                raise NotFound(f"no entry with UUID {self.entry_uuid(leaf_hash)}")
+            return Inclusion(entry, head, self._inclusion(conn, entry.log_index, head.size))
+
+    def inclusion_at(self, entry: EntryRecord, head: TreeHeadRecord) -> Inclusion:
+        """Prove ``entry`` against a given head (the one that integrated it)."""
+        with self.engine.connect() as conn:
+            return Inclusion(entry, head, self._inclusion(conn, entry.log_index, head.size))
+
+    def consistency_proof(self, *, size1: int, size2: int) -> tuple[TreeHeadRecord, list[bytes]]:
+        """Proof that the tree of ``size1`` is a prefix of the tree of ``size2``.
+
+        Returns the latest head (whose size must be >= size2) and the proof.
+        """
+        with self.engine.connect() as conn:
+            head = self._head(conn)
+            if size2 > head.size:
+                raise BadRequest(f"lastSize {size2} is beyond the current tree size {head.size}")
+            if not 0 <= size1 <= size2:
+                raise BadRequest(f"firstSize {size1} must be between 0 and lastSize {size2}")
+            if size1 == 0 or size1 == size2:
+                return head, []
+            nodes = merkle.consistency(size1=size1, size2=size2)
+            return head, nodes.rehash(store.get_node_hashes(conn, self.tree, nodes.ids))
+
+    def root_at(self, size: int) -> bytes:
+        """Root hash of the tree at ``size`` (any size up to the current one)."""
+        with self.engine.connect() as conn:
+            head = self._head(conn)
+            if not 0 <= size <= head.size:
+                raise BadRequest(f"size {size} is beyond the current tree size {head.size}")
+            return merkle.CompactRange.from_hashes(
+                0, size, store.get_node_hashes(conn, self.tree, merkle.perfect_nodes(size))
+            ).root()
+
+    def entries(self, indexes: Sequence[int]) -> list[Inclusion]:
+        with self.engine.connect() as conn:
+            head = self._head(conn)
+            out = []
+            for i in indexes:
+                entry = store.get_entry(conn, self.tree, i) if 0 <= i < head.size else None
+                if entry is not None:
+                    out.append(Inclusion(entry, head, self._inclusion(conn, i, head.size)))
+            return out
+
+    def entries_by_leaf_hashes(self, leaf_hashes: Sequence[bytes]) -> list[Inclusion]:
+        with self.engine.connect() as conn:
+            head = self._head(conn)
+            out = []
+            for h in leaf_hashes:
+                entry = store.get_entry_by_leaf_hash(conn, self.tree, h)
+                if entry is not None and entry.log_index < head.size:
+                    out.append(Inclusion(entry, head, self._inclusion(conn, entry.log_index, head.size)))
+            return out
+
+    def search(self, key: str, *, limit: int) -> list[int]:
+        with self.engine.connect() as conn:
+            return store.search(conn, self.tree, key, limit=limit)
+
+    def leaf_hashes_of(self, indexes: Sequence[int]) -> list[bytes]:
+        with self.engine.connect() as conn:
+            return [e.leaf_hash for i in indexes if (e := store.get_entry(conn, self.tree, i)) is not None]
+
+    # --- tiles (C2SP tlog-tiles) -------------------------------------------------------
+
+    def tile(self, level: int, index: int, width: int) -> bytes:
+        """Tile ``level``/``index`` of ``width`` hashes; only tiles the tree already covers."""
+        with self.engine.connect() as conn:
+            size = self._head(conn).size
+            # Nodes of tile level L are tree nodes at height 8L; the node with
+            # index j exists once (j+1) * 256**L leaves are in the tree.
+            available = (size >> (TILE_HEIGHT * level)) - index * TILE_WIDTH
+            if available < width:
+                raise NotFound(f"tile {level}/{index} of width {width} is not in the tree of size {size}")
+            begin = index * TILE_WIDTH
+            return b"".join(store.get_level_range(conn, self.tree, TILE_HEIGHT * level, begin, begin + width))
+
+    def entry_bundle(self, index: int, width: int) -> bytes:
+        """Entry bundle ``index`` of ``width`` entries, each prefixed by a big-endian uint16 length."""
+        with self.engine.connect() as conn:
+            size = self._head(conn).size
+            begin = index * TILE_WIDTH
+            if size - begin < width:
+                raise NotFound(f"entry bundle {index} of width {width} is not in the tree of size {size}")
+            rows = store.get_entries_range(conn, self.tree, begin, begin + width)
+        if len(rows) != width:
+            raise NotFound(f"entry bundle {index} is incomplete")
+        return b"".join(len(e.body).to_bytes(2, "big") + e.body for e in rows)
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _head(self, conn: object) -> TreeHeadRecord:
+        head = store.latest_head(conn, self.tree)  # type: ignore[arg-type]
+        if head is None:
+            raise NotFound("the log has no signed tree head")
+        return head
+
+    def _inclusion(self, conn: object, index: int, size: int) -> list[bytes]:
+        nodes = merkle.inclusion(index, size)
+        return nodes.rehash(store.get_node_hashes(conn, self.tree, nodes.ids))  # type: ignore[arg-type]

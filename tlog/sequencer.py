@@ -1,0 +1,231 @@
+"""The write path: from verified submissions to durable, signed, integrated entries.
+
+Read this file top to bottom.
+
+1. A request thread verifies and canonicalises its entry (``tlog.entries``),
+   then calls :meth:`Sequencer.submit`, which queues it in this process's pool
+   and waits.
+2. One sequencer thread per process takes everything queued so far as a batch
+   and calls :func:`integrate`, which runs **one database transaction**:
+
+   a. take the tree's single-writer lock (``BEGIN IMMEDIATE`` on SQLite, an
+      advisory lock on PostgreSQL), so that workers of every process and every
+      frontend machine take turns;
+   b. read the latest tree head and the right edge of the tree (the compact
+      range: at most log2(n) node hashes) — under the lock, so nobody can
+      move them while we work;
+   c. drop entries already in the log (409 to their submitters);
+   d. assign the next dense indexes, hash the leaves into the compact range
+      and collect every new perfect-subtree node;
+   e. sign the new tree head (ECDSA for Rekor clients, Ed25519 for C2SP
+      witnesses);
+   f. insert entries, nodes, search keys and the tree head, and COMMIT.
+
+   The commit is the point of no return and the only one. If the process dies
+   anywhere before it, the database rolls the whole batch back: no index is
+   used, no node is written, no head is signed into storage, and no
+   submitter has had an answer. If it dies after it, everything is durable
+   (SQLite ``synchronous=FULL`` / PostgreSQL's WAL) and only the answers are
+   lost; the clients retry and get 409 with the entry's location.
+3. The sequencer thread wakes the waiting request threads, which sign the
+   SET, build the inclusion proof and answer.
+
+Batching is what makes throughput grow with concurrency: while one batch
+holds the lock, the next one accumulates, and it costs one lock, one
+signature pair and one commit however many entries it carries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from tlog import merkle
+from tlog.entries import CanonicalEntry
+from tlog.errors import Conflict, Internal, TlogError, Unavailable
+from tlog.log import TransparencyLog
+from tlog.storage import store
+from tlog.storage.db import write_transaction
+from tlog.storage.models import node_key
+from tlog.storage.store import EntryRecord, TreeHeadRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Integrated:
+    """A submission's outcome: the stored entry and the head that first included it."""
+
+    entry: EntryRecord
+    head: TreeHeadRecord
+
+
+def integrate(tlog: TransparencyLog, batch: Sequence[CanonicalEntry]) -> list[Integrated | Conflict]:
+    """Append ``batch`` to the log in one transaction; see the module docstring.
+
+    Returns, per submission and in order, the integrated entry or a
+    :class:`Conflict` naming the entry that was already there.
+    """
+    leaf_hashes = [merkle.hash_leaf(e.body) for e in batch]
+    tree = tlog.tree
+    with write_transaction(tlog.engine, tree) as conn:
+        # (b) The current head and the right edge of the tree.
+        head = store.latest_head(conn, tree)
+        if head is None:
+            raise Internal(f"tree {tree} has no signed head; it was not created by TransparencyLog.open")
+        edge_ids = merkle.perfect_nodes(head.size)
+        edge = merkle.CompactRange.from_hashes(0, head.size, store.get_node_hashes(conn, tree, edge_ids))
+
+        # (c) Duplicates: already in the log, or twice in this batch.
+        existing = store.find_leaf_hashes(conn, tree, leaf_hashes)
+
+        # (d) Dense indexes, leaf and node hashes. The integration time never
+        # goes backwards, even if the clock does.
+        now_ms = max(int(time.time() * 1000), head.timestamp)
+        integrated_time = now_ms // 1000
+        new_nodes: list[tuple[int, bytes]] = []
+
+        def keep_node(node: merkle.NodeID, h: bytes) -> None:
+            new_nodes.append((node_key(node.level, node.index), h))
+
+        records: list[EntryRecord] = []
+        outcome: list[EntryRecord | int] = []  # a record, or the index of the existing entry
+        for entry, leaf in zip(batch, leaf_hashes):
+            if leaf in existing:
+                outcome.append(existing[leaf])
+                continue
+            record = EntryRecord(edge.end, leaf, entry.body, integrated_time)
+            existing[leaf] = record.log_index
+            edge.append(leaf, keep_node)
+            records.append(record)
+            outcome.append(record)
+
+        if not records:
+            return [_conflict(tlog, leaf_hashes[i], o) for i, o in enumerate(outcome)]  # type: ignore[arg-type]
+
+        # (e) Sign the new tree head.
+        new_head = tlog.sign_head(edge.end, edge.root(), now_ms)
+
+        # (f) Write it all; the commit at the end of this block is the point of no return.
+        store.insert_entries(conn, tree, records)
+        store.insert_nodes(conn, tree, new_nodes)
+        store.insert_search_keys(
+            conn,
+            tree,
+            ((k, r.log_index) for r, e in _submitted(batch, outcome) for k in e.search_keys),
+        )
+        store.insert_head(conn, tree, new_head)
+
+    log.debug("integrated %d entries: size %d -> %d", len(records), head.size, new_head.size)
+    return [
+        Integrated(o, new_head) if isinstance(o, EntryRecord) else _conflict(tlog, leaf_hashes[i], o)
+        for i, o in enumerate(outcome)
+    ]
+
+
+def _submitted(
+    batch: Sequence[CanonicalEntry], outcome: Sequence[EntryRecord | int]
+) -> list[tuple[EntryRecord, CanonicalEntry]]:
+    return [(o, e) for o, e in zip(outcome, batch) if isinstance(o, EntryRecord)]
+
+
+def _conflict(tlog: TransparencyLog, leaf_hash: bytes, log_index: int) -> Conflict:
+    uuid = tlog.entry_uuid(leaf_hash)
+    return Conflict(f"an equivalent entry already exists in the log at logIndex {log_index}", uuid=uuid, log_index=log_index)
+
+
+@dataclass(eq=False)
+class _Pending:
+    entry: CanonicalEntry
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Integrated | Conflict | None = None
+    error: TlogError | None = None
+
+
+class Sequencer:
+    """This process's pool of submissions and the thread that integrates them.
+
+    ``max_pending`` bounds the pool: past it, submissions are refused with 503
+    and ``Retry-After`` rather than queued without limit.
+    """
+
+    def __init__(self, tlog: TransparencyLog, *, max_batch: int = 1000, max_pending: int = 10_000) -> None:
+        self.tlog = tlog
+        self.max_batch = max_batch
+        self.max_pending = max_pending
+        self._cond = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def submit(self, entry: CanonicalEntry, *, timeout: float = 30.0) -> Integrated:
+        """Integrate ``entry``; returns once it is durable, raises :class:`Conflict` if it was there."""
+        pending = _Pending(entry)
+        with self._cond:
+            if len(self._queue) >= self.max_pending:
+                raise Unavailable("the log is overloaded; retry shortly", retry_after=1)
+            self._ensure_thread()
+            self._queue.append(pending)
+            self._cond.notify()
+        if not pending.done.wait(timeout):
+            # The entry may still be integrated; a retry then answers 409 with its location.
+            raise Unavailable(f"the entry was not integrated within {timeout:.0f}s; retry to learn its fate")
+        if pending.error is not None:
+            raise pending.error
+        result = pending.result
+        if isinstance(result, Conflict):
+            raise result
+        assert result is not None
+        return result
+
+    def _ensure_thread(self) -> None:
+        # A thread does not survive fork(); each worker process starts its own.
+        if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+            self._pid = os.getpid()
+            self._thread = threading.Thread(target=self._run, name="tlog-sequencer", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                batch = self._queue[: self.max_batch]
+                del self._queue[: self.max_batch]
+            self._integrate(batch)
+
+    def _integrate(self, batch: list[_Pending]) -> None:
+        started = time.perf_counter()
+        try:
+            results = integrate(self.tlog, [p.entry for p in batch])
+        except TlogError as exc:
+            self._fail(batch, exc)
+        except SQLAlchemyError as exc:
+            log.error("integration of %d entries failed: storage error: %s", len(batch), exc)
+            self._fail(
+                batch,
+                Unavailable(
+                    "the log's storage is unavailable; retry later (a 409 on retry means the entry was written)",
+                    retry_after=5,
+                ),
+            )
+        except Exception:  # a bug: fail the batch, keep the sequencer alive
+            log.exception("integration of %d entries failed", len(batch))
+            self._fail(batch, Internal("internal error while integrating; nothing was written"))
+        else:
+            for p, r in zip(batch, results):
+                p.result = r
+                p.done.set()
+            log.debug("batch of %d in %.1f ms", len(batch), (time.perf_counter() - started) * 1000)
+
+    @staticmethod
+    def _fail(batch: list[_Pending], error: TlogError) -> None:
+        for p in batch:
+            p.error = error
+            p.done.set()

@@ -1,0 +1,65 @@
+"""Production serving: gunicorn with threaded workers, configured from ``Settings``.
+
+The master process migrates the schema, creates the keys and the log once,
+then forks the workers; each worker builds its own app (engine, pool and
+sequencer thread are never shared across a fork).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from tlog.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def default_workers() -> int:
+    """One process per core (at least two): signature checks are CPU-bound under the GIL."""
+    return max(2, os.cpu_count() or 1)
+
+
+class TlogServer(BaseApplication):  # type: ignore[misc]
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+        self.settings = settings
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            if key in self.cfg.settings and value is not None:
+                self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from tlog.api.app import create_app
+
+        return create_app(self.settings, migrate=False)
+
+
+def serve(settings: Settings, *, host: str, port: int, workers: int, threads: int, access_log: bool) -> None:
+    """Prepare storage and keys in this process, then run gunicorn until stopped."""
+    from tlog.api.state import Services
+
+    Services.open(settings, migrate=True).engine.dispose()
+    options: dict[str, Any] = {
+        "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "timeout": 60,
+        "graceful_timeout": 10,
+        "keepalive": 5,
+        # Requests are bounded by MAX_CONTENT_LENGTH in the app; these cap the header part.
+        "limit_request_line": 8190,
+        "limit_request_fields": 100,
+        "accesslog": "-" if access_log else None,
+        "errorlog": "-",
+        "loglevel": "info",
+        "proc_name": "tlog",
+    }
+    log.info("serving on %s with %d workers x %d threads", options["bind"], workers, threads)
+    TlogServer(settings, options).run()

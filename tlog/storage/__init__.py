@@ -1,0 +1,1 @@
+"""Persistence: the schema, engine set-up and migrations for SQLite and PostgreSQL."""

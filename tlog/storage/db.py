@@ -1,0 +1,133 @@
+"""Engine set-up for SQLite and PostgreSQL, the writer lock, and migrations.
+
+The same code runs on both databases. What differs is confined here:
+
+* **SQLite** runs in WAL mode with ``synchronous=FULL`` so that a committed
+  entry survives a crash or power loss before its response is sent. Python's
+  sqlite3 module is put in autocommit mode and transactions are begun by hand,
+  so that a write transaction can start with ``BEGIN IMMEDIATE``: it takes the
+  database's single write lock up front (waiting up to ``busy_timeout``) instead
+  of failing later with "database is locked" when a read turns into a write.
+* **PostgreSQL** serialises writers of one tree with a transaction-scoped
+  advisory lock, which every frontend machine sharing the database respects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+log = logging.getLogger(__name__)
+
+#: How long a SQLite writer waits for the write lock before giving up, in ms.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+#: Advisory-lock namespace for tree writers on PostgreSQL ("tlog" in ASCII).
+_PG_LOCK_NAMESPACE = 0x746C6F67
+
+
+def sqlite_url(data_dir: Path) -> str:
+    """The default database: a SQLite file in the data directory."""
+    return f"sqlite:///{(data_dir / 'tlog.db').resolve()}"
+
+
+def create_engine(url: str, *, pool_size: int = 8) -> Engine:
+    """Create an engine with the settings tlog relies on for ``url``'s dialect."""
+    u = sa.make_url(url)
+    if u.get_backend_name() == "sqlite":
+        if u.database in (None, "", ":memory:"):
+            raise ValueError("tlog needs a SQLite *file* (several connections share it)")
+        Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            u,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=False,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        )
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    if u.get_backend_name() == "postgresql":
+        if u.get_driver_name() != "psycopg":
+            raise ValueError("use the psycopg 3 driver: postgresql+psycopg://...")
+        return sa.create_engine(
+            u,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": 10},
+        )
+    raise ValueError(f"unsupported database URL {u.render_as_string(hide_password=True)!r}")
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Autocommit at the driver level; _sqlite_on_begin issues BEGIN itself.
+    dbapi_connection.isolation_level = None
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    mode = conn.get_execution_options().get("tlog_sqlite_begin", "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextlib.contextmanager
+def write_transaction(engine: Engine, tree: int) -> Iterator[Connection]:
+    """A transaction that holds the single-writer lock of ``tree`` until commit.
+
+    Only one writer at a time may extend a tree, whatever process or machine it
+    runs on; this is what keeps indexes dense and the history linear.
+    """
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            conn = conn.execution_options(tlog_sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                yield conn
+    else:
+        with engine.begin() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:ns, :tree)"), {"ns": _PG_LOCK_NAMESPACE, "tree": tree})
+            yield conn
+
+
+def _alembic_config(conn: Connection) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("tlog") / "migrations"))
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest revision (idempotent, safe to race).
+
+    On PostgreSQL an advisory lock keeps two frontends from migrating at once.
+    """
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:ns, -1)"), {"ns": _PG_LOCK_NAMESPACE})
+        command.upgrade(_alembic_config(conn), "head")
+
+
+def schema_is_current(engine: Engine) -> bool:
+    """True if the database is at the newest migration."""
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_heads()
+        head = ScriptDirectory.from_config(_alembic_config(conn)).get_heads()
+    return set(current) == set(head)
