@@ -70,18 +70,20 @@ def test_every_hash_must_be_32_bytes(length: int) -> None:
     bad = b"\x07" * length
     proof = _incl(3, 11)
     root = _root(11)
-    with pytest.raises(ProofError):
+    # Rejected as malformed (not merely as a root mismatch).
+    want = f"has {length} bytes, want 32"
+    with pytest.raises(ProofError, match=f"^leaf hash {want}"):
         verify_inclusion(3, 11, bad, proof, root)
-    with pytest.raises(ProofError):
+    with pytest.raises(ProofError, match=f"^root {want}"):
         verify_inclusion(3, 11, LEAVES[3], proof, bad)
-    with pytest.raises(ProofError):
+    with pytest.raises(ProofError, match=rf"^proof\[1\] {want}"):
         verify_inclusion(3, 11, LEAVES[3], [proof[0], bad, *proof[2:]], root)
     cproof = _cons(3, 11)
-    with pytest.raises(ProofError):
+    with pytest.raises(ProofError, match=f"^root1 {want}"):
         verify_consistency(size1=3, size2=11, proof=cproof, root1=bad, root2=root)
-    with pytest.raises(ProofError):
+    with pytest.raises(ProofError, match=f"^root2 {want}"):
         verify_consistency(size1=3, size2=11, proof=cproof, root1=_root(3), root2=bad)
-    with pytest.raises(ProofError):
+    with pytest.raises(ProofError, match=rf"^proof\[4\] {want}"):
         verify_consistency(
             size1=3, size2=11, proof=[*cproof[:-1], bad], root1=_root(3), root2=root
         )
