@@ -307,3 +307,49 @@ def submit_many(url: str, count: int, email: str) -> list[tuple[str, int, str, s
         uuid, entry, _cp = verify_entry(resp.json(), key)
         out.append((uuid, entry["logIndex"], entry["body"], entry["verification"]["inclusionProof"]["checkpoint"]))
     return out
+
+
+def root_of(leaves: list[bytes]) -> bytes:
+    """RFC 6962 §2.1 MTH over leaf hashes, iteratively (split at the largest power of two)."""
+    if not leaves:
+        return hashlib.sha256(b"").digest()
+    level = list(leaves)
+    # Pairwise reduction gives the same tree as the recursive definition: a lone
+    # rightmost node is carried up unchanged.
+    while len(level) > 1:
+        nxt = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+def encode_tile_index(n: int) -> str:
+    groups = []
+    while True:
+        groups.append(f"{n % 1000:03d}")
+        n //= 1000
+        if n == 0:
+            break
+    groups.reverse()
+    return "/".join(["x" + g for g in groups[:-1]] + [groups[-1]])
+
+
+def fetch_all_entries(url: str, size: int) -> list[bytes]:
+    """Every entry body of a tree of ``size``, through the C2SP entry bundles."""
+    import requests
+
+    bodies: list[bytes] = []
+    for n in range((size + 255) // 256):
+        width = min(256, size - n * 256)
+        path = encode_tile_index(n) + ("" if width == 256 else f".p/{width}")
+        resp = requests.get(f"{url}/tile/entries/{path}", timeout=30)
+        resp.raise_for_status()
+        data, pos = resp.content, 0
+        while pos < len(data):
+            length = int.from_bytes(data[pos : pos + 2], "big")
+            bodies.append(data[pos + 2 : pos + 2 + length])
+            pos += 2 + length
+    if len(bodies) != size:
+        raise VerificationError(f"entry bundles hold {len(bodies)} entries, the tree {size}")
+    return bodies

@@ -782,10 +782,10 @@ def open_note(
     verified_keys: set[tuple[str, bytes]] = set()
     for sig in note.signatures:
         ident = (sig.name, sig.key_id)
-        verifier = known.get(ident)
-        if verifier is None:
+        match = known.get(ident)
+        if match is None:
             continue
-        if not verifier.verify(message, sig.signature):
+        if not match.verify(message, sig.signature):
             raise InvalidSignatureError(
                 f"signature from {sig.name!r} (key ID {sig.key_id.hex()}) does not verify",
                 name=sig.name,

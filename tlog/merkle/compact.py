@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 
 from tlog.merkle.hasher import EMPTY_ROOT, HASH_SIZE, NODE_PREFIX, hash_children
-from tlog.merkle.nodes import NodeID, range_nodes
+from tlog.merkle.nodes import NodeID, make_node, range_nodes
 
 __all__ = ["CompactRange", "Visitor", "root_from_leaf_hashes"]
 
@@ -106,6 +106,7 @@ class CompactRange:
         prefix = NODE_PREFIX
         begin = self._begin
         end = self._end
+        node = make_node
         try:
             for h in leaf_hashes:
                 if len(h) != HASH_SIZE:
@@ -123,12 +124,12 @@ class CompactRange:
                 else:
                     # Peek instead of pop so that a visitor that raises
                     # leaves the range as it was before this leaf.
-                    visitor(NodeID(0, end), h)
+                    visitor(node(0, end), h)
                     index = end
                     for level in range(1, merges + 1):
                         h = sha(prefix + hashes[-level] + h).digest()
                         index >>= 1
-                        visitor(NodeID(level, index), h)
+                        visitor(node(level, index), h)
                     if merges:
                         del hashes[-merges:]
                 push(h)

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tlog.merkle.hasher import hash_children
-from tlog.merkle.nodes import NodeID, range_nodes
+from tlog.merkle.nodes import NodeID, make_node, range_nodes
 
 __all__ = ["Nodes", "consistency", "inclusion"]
 
@@ -79,7 +79,7 @@ def _path(level: int, index: int, size: int) -> Nodes:
     # The perfect subtree P_j holding the node: its level is the highest bit in
     # which `first` and `size` differ (there `size` has a 1 and `first` a 0).
     top = (first ^ size).bit_length() - 1
-    ids = [NodeID(lvl, (index >> (lvl - level)) ^ 1) for lvl in range(level, top)]
+    ids = [make_node(lvl, (index >> (lvl - level)) ^ 1) for lvl in range(level, top)]
     begin = len(ids)
     ids.extend(range_nodes((size >> top) << top, size))
     end = len(ids)
@@ -90,7 +90,7 @@ def _path(level: int, index: int, size: int) -> Nodes:
     lvl = top + 1
     while rest:
         if rest & 1:
-            ids.append(NodeID(lvl, rest - 1))
+            ids.append(make_node(lvl, rest - 1))
         rest >>= 1
         lvl += 1
     return Nodes(tuple(ids), begin, end)

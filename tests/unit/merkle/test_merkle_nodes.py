@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tlog.merkle.nodes import NodeID, perfect_nodes, range_nodes
+from tlog.merkle.nodes import NodeID, make_node, perfect_nodes, range_nodes
 
 
 def test_node_id_range() -> None:
@@ -36,6 +36,16 @@ def test_node_id_is_frozen_hashable_and_slotted() -> None:
     assert not hasattr(n, "__dict__")
     assert {n, NodeID(1, 2)} == {n}
     assert NodeID(level=1, index=2) == n
+
+
+def test_make_node_builds_identical_node_ids() -> None:
+    for level, index in ((0, 0), (3, 5), (63, 2**70)):
+        fast, slow = make_node(level, index), NodeID(level, index)
+        assert type(fast) is NodeID
+        assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+        assert (fast.level, fast.index, fast.begin, fast.end) == (level, index, slow.begin, slow.end)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            fast.index = 1  # type: ignore[misc]
 
 
 def _check_decomposition(begin: int, end: int) -> None:

@@ -8,13 +8,16 @@ described in shared/docs/sigstore-python-interop.md §4.4 and §10:
 * the note body is everything before the blank line, including its ``\\n``;
 * signature lines match ``\\u2014 (\\S+) (\\S+)\\n``; base64 decodes to a 4-byte
   hint || signature;
-* the hint must equal logID[:4], logID = SHA-256(DER SPKI of the log key);
+* the first line whose hint equals logID[:4] (logID = SHA-256(DER SPKI of the
+  log key)) is verified; if no line has that hint the check fails;
 * the signature is DER ECDSA P-256 / SHA-256 over the UTF-8 note body;
 * body lines: origin, decimal size, base64 root, then anything.
 
-Some sigstore-python releases require *every* signature line to carry the log's
-hint (not just one), so the emulation below is that stricter variant: a Rekor v1
-checkpoint must carry only the log's own signature.
+sigstore-python 4.0 and later (4.5.1 is the target) look for the first matching
+hint (upstream commit 0f23402e, "Fix checkpoint signature lookup"). Releases
+before 4.0 demanded that *every* signature line carry the log's hint; the
+``legacy`` flag emulates that, and shows why a Rekor v1 inclusion proof should
+carry a checkpoint signed by the log's ECDSA key alone if 3.x clients matter.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tlog.checkpoint import Checkpoint, add_signatures, sign_checkpoint
@@ -49,7 +51,12 @@ class SigstoreCheckpointError(Exception):
 
 
 def sigstore_verify_checkpoint(
-    envelope: str, public_key: ec.EllipticCurvePublicKey, log_id_hex: str, root_hash_hex: str
+    envelope: str,
+    public_key: ec.EllipticCurvePublicKey,
+    log_id_hex: str,
+    root_hash_hex: str,
+    *,
+    legacy: bool = False,
 ) -> tuple[str, int]:
     """Independent emulation of sigstore-python's Rekor v1 checkpoint verification."""
     if envelope.count("\n\n") != 1:
@@ -58,20 +65,31 @@ def sigstore_verify_checkpoint(
     body, block = envelope[: split + 1], envelope[split + 2 :]
     if not block or not block.endswith("\n"):
         raise SigstoreCheckpointError("signature block must be non-empty and end in a newline")
-    found = re.findall(r"\u2014 (\S+) (\S+)\n", block)
-    if not found:
-        raise SigstoreCheckpointError("no signatures")
-    key_id = bytes.fromhex(log_id_hex)
-    for _name, b64 in found:
+    # Parse every line first (as SignedNote.from_text does), then look up the hint.
+    signatures = []
+    for _name, b64 in re.findall(r"\u2014 (\S+) (\S+)\n", block):
         raw = base64.b64decode(b64)
         if len(raw) < 5:
             raise SigstoreCheckpointError("signature too short")
-        if raw[:4] != key_id[:4]:
-            raise SigstoreCheckpointError("sig_hash hint does not match expected key_id")
+        signatures.append((raw[:4], raw[4:]))
+    key_id = bytes.fromhex(log_id_hex)
+    if legacy and not signatures:
+        raise SigstoreCheckpointError("no signatures")
+    verified = False
+    for hint, signature in signatures:
+        if hint != key_id[:4]:
+            if legacy:
+                raise SigstoreCheckpointError("sig_hash hint does not match expected key_id")
+            continue
         try:
-            public_key.verify(raw[4:], body.encode("utf-8"), ec.ECDSA(hashes.SHA256()))
+            public_key.verify(signature, body.encode("utf-8"), ec.ECDSA(hashes.SHA256()))
         except InvalidSignature as exc:
             raise SigstoreCheckpointError("invalid signature") from exc
+        verified = True
+        if not legacy:
+            break
+    if not verified:
+        raise SigstoreCheckpointError(f"Signature not found for log ID {log_id_hex}")
     lines = body.strip().split("\n")
     if len(lines) < 3 or not lines[0]:
         raise SigstoreCheckpointError("malformed checkpoint body")
@@ -88,13 +106,16 @@ def _log_id_hex() -> str:
     return hashlib.sha256(spki).hexdigest()
 
 
+@pytest.mark.parametrize("legacy", [False, True])
 @pytest.mark.parametrize("extensions", [(), ("Timestamp: 1689177396617352539",)])
-def test_rekor_v1_checkpoint_passes_sigstore_check(extensions: tuple[str, ...]) -> None:
+def test_rekor_v1_checkpoint_passes_sigstore_check(extensions: tuple[str, ...], legacy: bool) -> None:
     cp = Checkpoint("rekor.local - 1193050959916656506", 1234, ROOT, extensions)
     # Rekor v1 style: the signer is named after the host (the origin has spaces).
     envelope = sign_checkpoint(cp, [ECDSASigner("rekor.local", LOG_KEY)]).decode("utf-8")
     assert envelope.endswith("\n")
-    origin, size = sigstore_verify_checkpoint(envelope, LOG_KEY.public_key(), _log_id_hex(), ROOT.hex())
+    origin, size = sigstore_verify_checkpoint(
+        envelope, LOG_KEY.public_key(), _log_id_hex(), ROOT.hex(), legacy=legacy
+    )
     assert (origin, size) == (cp.origin, 1234)
 
 
@@ -108,7 +129,7 @@ def test_emulation_rejects_wrong_hint() -> None:
     envelope = sign_checkpoint(
         Checkpoint("rekor.local - 1", 1, ROOT), [ECDSASigner("rekor.local", other)]
     ).decode()
-    with pytest.raises(SigstoreCheckpointError, match="hint"):
+    with pytest.raises(SigstoreCheckpointError, match="Signature not found"):
         sigstore_verify_checkpoint(envelope, LOG_KEY.public_key(), _log_id_hex(), ROOT.hex())
 
 
@@ -122,10 +143,21 @@ def test_emulation_rejects_tampering() -> None:
         )
 
 
-def test_cosigned_checkpoint_keeps_one_blank_line_but_needs_log_only_signature() -> None:
-    # Attaching witness cosignatures keeps the single blank line, but strict
-    # sigstore-python releases check every signature line's hint, so a Rekor v1
-    # inclusion proof must carry the log-only checkpoint.
+@pytest.mark.parametrize("ecdsa_first", [True, False])
+def test_extra_ed25519_signature_is_fine_for_sigstore_4(ecdsa_first: bool) -> None:
+    # A log that signs with both its ECDSA (Rekor v1) and Ed25519 (C2SP) keys.
+    ed = Ed25519Signer("rekor.local", Ed25519PrivateKey.from_private_bytes(b"\x03" * 32))
+    ecdsa = ECDSASigner("rekor.local", LOG_KEY)
+    signers: list[NoteSigner] = [ecdsa, ed] if ecdsa_first else [ed, ecdsa]
+    envelope = sign_checkpoint(Checkpoint("rekor.local - 1", 3, ROOT), signers).decode()
+    sigstore_verify_checkpoint(envelope, LOG_KEY.public_key(), _log_id_hex(), ROOT.hex())
+    with pytest.raises(SigstoreCheckpointError, match="hint"):
+        sigstore_verify_checkpoint(
+            envelope, LOG_KEY.public_key(), _log_id_hex(), ROOT.hex(), legacy=True
+        )
+
+
+def test_cosigned_checkpoint_keeps_one_blank_line() -> None:
     cp = Checkpoint("rekor.local - 1", 3, ROOT)
     log_only = sign_checkpoint(cp, [ECDSASigner("rekor.local", LOG_KEY)])
     witness = CosignatureV1Signer(
@@ -136,9 +168,11 @@ def test_cosigned_checkpoint_keeps_one_blank_line_but_needs_log_only_signature()
     lines = "".join(_sig(signer, message).line() for signer in (witness, extra))
     cosigned = add_signatures(log_only, lines).decode()
     assert cosigned.count("\n\n") == 1
+    sigstore_verify_checkpoint(cosigned, LOG_KEY.public_key(), _log_id_hex(), ROOT.hex())
     with pytest.raises(SigstoreCheckpointError, match="hint"):
-        sigstore_verify_checkpoint(cosigned, LOG_KEY.public_key(), _log_id_hex(), ROOT.hex())
-    sigstore_verify_checkpoint(log_only.decode(), LOG_KEY.public_key(), _log_id_hex(), ROOT.hex())
+        sigstore_verify_checkpoint(
+            cosigned, LOG_KEY.public_key(), _log_id_hex(), ROOT.hex(), legacy=True
+        )
 
 
 def _sig(signer: NoteSigner, message: bytes) -> NoteSignature:
