@@ -38,7 +38,8 @@ class Services:
         elif not db.schema_is_current(engine):
             raise Unavailable("the database schema is not current; run `tlog db upgrade`")
         keys = LogKeys.load(settings.data_dir, ecdsa_path=settings.ecdsa_key, ed25519_path=settings.ed25519_key)
-        tlog = TransparencyLog.open(engine, keys, purpose=ENTRIES, origin=settings.origin or _origin_if_new(engine))
+        origin = settings.origin if settings.origin is not None else _origin_if_new(engine)
+        tlog = TransparencyLog.open(engine, keys, purpose=ENTRIES, origin=origin)
         return cls(settings, engine, tlog, Sequencer(tlog))
 
 

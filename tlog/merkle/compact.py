@@ -86,16 +86,18 @@ class CompactRange:
         """Add the leaf hash of leaf ``end`` and extend the range by one.
 
         ``visitor`` (if given) sees the new leaf node and then every perfect
-        node the append completes, bottom up. ``ValueError`` if ``leaf_hash`` is
-        not 32 bytes.
+        node the append completes, bottom up. ``TypeError`` unless ``leaf_hash``
+        is exactly ``bytes`` (a bytearray could change after being stored) and
+        ``ValueError`` unless it is 32 bytes long.
         """
         self.extend((leaf_hash,), visitor)
 
     def extend(self, leaf_hashes: Iterable[bytes], visitor: Visitor | None = None) -> None:
         """Append each leaf hash in turn; see ``append``.
 
-        If a hash is not 32 bytes (``ValueError``) or the visitor raises, the
-        leaves before that one stay added and that one is not.
+        If a hash is not ``bytes`` (``TypeError``) or not 32 bytes long
+        (``ValueError``), or the visitor raises, the leaves before that one stay
+        added and that one is not.
         """
         # One loop for both methods, with everything bound to locals: this is
         # the sequencer's inner loop.
@@ -107,10 +109,13 @@ class CompactRange:
         begin = self._begin
         end = self._end
         node = make_node
+        bytes_ = bytes
+        hash_size = HASH_SIZE
         try:
             for h in leaf_hashes:
-                if len(h) != HASH_SIZE:
-                    raise ValueError(f"leaf hash of {len(h)} bytes, want {HASH_SIZE}")
+                # Checked up front so that nothing below can fail half way.
+                if h.__class__ is not bytes_ or len(h) != hash_size:
+                    _reject_leaf_hash(h)
                 # Each trailing one bit of `end` is a completed left sibling.
                 merges = (end ^ (end + 1)).bit_length() - 1
                 if begin:
@@ -154,6 +159,12 @@ class CompactRange:
         for i in range(len(hashes) - 2, -1, -1):
             acc = hash_children(hashes[i], acc)
         return acc
+
+
+def _reject_leaf_hash(h: object) -> None:
+    if not isinstance(h, bytes):
+        raise TypeError(f"leaf hash must be bytes, not {type(h).__name__}")
+    raise ValueError(f"leaf hash of {len(h)} bytes, want {HASH_SIZE}")
 
 
 def root_from_leaf_hashes(leaf_hashes: Iterable[bytes]) -> bytes:

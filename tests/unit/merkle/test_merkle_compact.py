@@ -144,7 +144,12 @@ def test_bad_leaf_hash_is_rejected_without_damage() -> None:
     assert cr.hashes == [naive_node_hash(n) for n in perfect_nodes(7)]
     with pytest.raises(ValueError):
         cr.append(b"short")
+    with pytest.raises(TypeError):
+        cr.append("x" * 32)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        cr.append(bytearray(LEAVES[7]))  # type: ignore[arg-type]
     assert cr.end == 7 and before != cr.hashes
+    assert cr.hashes == [naive_node_hash(n) for n in perfect_nodes(7)]
 
 
 def test_failing_visitor_leaves_range_unchanged() -> None:
