@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from tlog import merkle
+from tlog import merkle, metrics
 from tlog.entries import CanonicalEntry
 from tlog.errors import Conflict, Internal, TlogError, Unavailable
 from tlog.log import TransparencyLog
@@ -205,8 +205,10 @@ class Sequencer:
         try:
             results = integrate(self.tlog, [p.entry for p in batch])
         except TlogError as exc:
+            metrics.INTEGRATION_FAILURES.labels(exc.category).inc()
             self._fail(batch, exc)
         except SQLAlchemyError as exc:
+            metrics.INTEGRATION_FAILURES.labels("storage").inc()
             log.error("integration of %d entries failed: storage error: %s", len(batch), exc)
             self._fail(
                 batch,
@@ -216,13 +218,22 @@ class Sequencer:
                 ),
             )
         except Exception:  # a bug: fail the batch, keep the sequencer alive
+            metrics.INTEGRATION_FAILURES.labels("internal").inc()
             log.exception("integration of %d entries failed", len(batch))
             self._fail(batch, Internal("internal error while integrating; nothing was written"))
         else:
             for p, r in zip(batch, results):
                 p.result = r
                 p.done.set()
-            log.debug("batch of %d in %.1f ms", len(batch), (time.perf_counter() - started) * 1000)
+            elapsed = time.perf_counter() - started
+            added = [r for r in results if isinstance(r, Integrated)]
+            metrics.BATCH_SIZE.observe(len(batch))
+            metrics.BATCH_DURATION.observe(elapsed)
+            metrics.ENTRIES_INTEGRATED.inc(len(added))
+            metrics.DUPLICATES.inc(len(results) - len(added))
+            if added:
+                metrics.TREE_SIZE.set(added[0].head.size)
+            log.debug("batch of %d in %.1f ms", len(batch), elapsed * 1000)
 
     @staticmethod
     def _fail(batch: list[_Pending], error: TlogError) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -40,8 +42,18 @@ class TlogServer(BaseApplication):  # type: ignore[misc]
         return create_app(self.settings, migrate=False)
 
 
+def _child_exit(_server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
 def serve(settings: Settings, *, host: str, port: int, workers: int, threads: int, access_log: bool) -> None:
     """Prepare storage and keys in this process, then run gunicorn until stopped."""
+    # Must be set before prometheus_client is first imported (by the app's
+    # modules, below): it picks its multi-process value class at import time.
+    metrics_dir = tempfile.mkdtemp(prefix="tlog-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     from tlog.api.state import Services
 
     Services.open(settings, migrate=True).engine.dispose()
@@ -60,6 +72,10 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, threads: in
         "errorlog": "-",
         "loglevel": "info",
         "proc_name": "tlog",
+        "child_exit": _child_exit,
     }
     log.info("serving on %s with %d workers x %d threads", options["bind"], workers, threads)
-    TlogServer(settings, options).run()
+    try:
+        TlogServer(settings, options).run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -55,6 +55,10 @@ def test_concurrent_writers_from_several_processes(live_server: LiveServer) -> N
         acknowledged = [row for f in futures for row in f.result()]
     assert len(acknowledged) == 120
     check_history(live_server.url, acknowledged)
+    # /metrics aggregates every worker process.
+    text = requests.get(live_server.url + "/metrics").text
+    assert "tlog_entries_integrated_total 120.0" in text, text
+    assert "tlog_tree_size 120.0" in text
     # Batching happened: fewer signed heads than entries.
     sizes = {speclient.verify_checkpoint(cp, speclient.LogKey.from_pem(requests.get(live_server.url + "/api/v1/log/publicKey").content)).size for *_, cp in acknowledged}
     assert len(sizes) <= 120

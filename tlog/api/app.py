@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, g, jsonify, request
 
+from tlog import metrics
 from tlog.api import errors, rekor_v1, tiles
 from tlog.api.state import Services
 from tlog.config import Settings
@@ -25,6 +27,22 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fla
     @app.get("/healthz")
     def healthz() -> Response:
         return jsonify({"status": "ok"})
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        return Response(metrics.render(), mimetype="text/plain; version=0.0.4")
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.tlog_started = time.perf_counter()
+
+    @app.after_request
+    def _count(response: Response) -> Response:
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        metrics.HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        if (started := g.get("tlog_started")) is not None:
+            metrics.HTTP_DURATION.labels(route).observe(time.perf_counter() - started)
+        return response
 
     logging.getLogger("tlog").setLevel(logging.INFO)
     return app
