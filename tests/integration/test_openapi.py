@@ -327,6 +327,7 @@ def test_empty_log(api) -> None:  # type: ignore[no-untyped-def]
     assert api.get("/checkpoint").status_code == 200
     assert api.get("/api/v1/log/publicKey").status_code == 200
     assert api.get("/healthz").get_json() == {"status": "ok"}
+    assert api.get("/metrics").status_code == 200
     assert api.get("/api/v1/log/proof?lastSize=1").status_code == 400
     assert api.get("/api/v1/log/entries?logIndex=0").status_code == 404
     assert api.get("/tile/0/000.p/1").status_code == 404
@@ -390,6 +391,7 @@ def test_successful_exchanges(app, api) -> None:  # type: ignore[no-untyped-def]
         assert api.post("/api/v1/index/retrieve", json=query).get_json() == want, query
 
     assert api.get("/checkpoint").data.decode() == info["signedTreeHead"]
+    assert "tlog_http_requests_total" in api.get("/metrics").data.decode()
     assert len(api.get("/tile/0/000.p/4").data) == 4 * 32
     assert len(api.get("/tile/0/000.p/2").data) == 2 * 32
     assert api.get("/tile/entries/000.p/4").status_code == 200
@@ -560,6 +562,9 @@ def test_error_responses(app, api) -> None:  # type: ignore[no-untyped-def]
             resp = api.post(path, json=query)
             assert resp.status_code == 400, (query, resp.get_json())
             assert is_valid(query, _SEARCH_LOG) is not schema_rejects, query
+        # An 80-hex UUID of another tree is left out like any unknown entry.
+        resp = api.post(path, json={"entryUUIDs": [other_tree], "logIndexes": [0]})
+        assert resp.status_code == 200 and len(resp.get_json()) == 1
 
 
 def test_server_side_failures(app, api, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -8,8 +8,8 @@ import time
 from flask import Flask, Response, g, jsonify, request
 
 from tlog import metrics
-from tlog.api import errors, rekor_v1, tiles
-from tlog.api.state import Services
+from tlog.api import errors, openapi, rekor_v1, tiles
+from tlog.api.state import Services, services
 from tlog.config import Settings
 
 
@@ -22,7 +22,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fla
     app.extensions["tlog"] = Services.open(settings, migrate=migrate)
     errors.register(app)
     app.register_blueprint(rekor_v1.bp)
-    app.register_blueprint(tiles.bp)
+    app.register_blueprint(openapi.bp)
+    app.register_blueprint(tiles.make_blueprint("tiles", "", lambda: services().log))
 
     @app.get("/healthz")
     def healthz() -> Response:

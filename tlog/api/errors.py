@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, current_app, jsonify, request
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from tlog.errors import Conflict, TlogError, TooManyRequests, Unavailable
@@ -50,6 +51,16 @@ def _http_error(exc: HTTPException) -> Response:
     return resp
 
 
+def _storage_error(exc: DBAPIError) -> Response:
+    # Lost connection, database down, disk full, lock timeout: not the client's
+    # fault and not permanent. Every write is one transaction, so nothing is
+    # half-written; say so and ask for a retry.
+    log.error("storage error on %s %s: %s", request.method, request.path, exc.orig)
+    resp = error_response(503, "the log's storage is unavailable; retry later")
+    resp.headers["Retry-After"] = "5"
+    return resp
+
+
 def _unexpected(exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.path)
     return error_response(500, "internal server error")
@@ -58,4 +69,5 @@ def _unexpected(exc: Exception) -> Response:
 def register(app: Flask) -> None:
     app.register_error_handler(TlogError, _tlog_error)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(DBAPIError, _storage_error)
     app.register_error_handler(Exception, _unexpected)

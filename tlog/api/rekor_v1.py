@@ -16,7 +16,7 @@ from flask import Blueprint, Response, jsonify, request
 from tlog import entries
 from tlog.api.schemas import expect_list, expect_object, json_type, log_entry, parse_int_arg, read_json
 from tlog.api.state import services
-from tlog.errors import BadRequest
+from tlog.errors import BadRequest, NotFound
 from tlog.merkle import hash_leaf
 
 bp = Blueprint("rekor_v1", __name__, url_prefix="/api/v1")
@@ -88,9 +88,9 @@ def search_log_query() -> Response:
     unknown = set(query) - {"entryUUIDs", "logIndexes", "entries"}
     if unknown:
         raise BadRequest(f"unknown field(s) in search query: {', '.join(sorted(unknown))}")
-    uuids = expect_list(query.get("entryUUIDs") or [], "entryUUIDs", max_items=limit)
-    indexes = expect_list(query.get("logIndexes") or [], "logIndexes", max_items=limit)
-    proposed = expect_list(query.get("entries") or [], "entries", max_items=limit)
+    uuids = _optional_list(query, "entryUUIDs", limit)
+    indexes = _optional_list(query, "logIndexes", limit)
+    proposed = _optional_list(query, "entries", limit)
     if not (uuids or indexes or proposed):
         raise BadRequest("the search query needs at least one of entryUUIDs, logIndexes or entries")
     if len(uuids) + len(indexes) + len(proposed) > limit:
@@ -100,7 +100,10 @@ def search_log_query() -> Response:
     for i, u in enumerate(uuids):
         if not isinstance(u, str):
             raise BadRequest(f"entryUUIDs[{i}] must be a string, not {json_type(u)}")
-        leaf_hashes.append(svc.log.leaf_hash_from_uuid(u))
+        try:
+            leaf_hashes.append(svc.log.leaf_hash_from_uuid(u))
+        except NotFound:
+            continue  # a UUID of another tree: not here, so left out like any unknown entry
     for i, p in enumerate(proposed):
         try:
             leaf_hashes.append(hash_leaf(entries.canonicalize(p).body))
@@ -122,7 +125,7 @@ def search_index() -> Response:
     unknown = set(query) - {"hash", "publicKey", "email", "identity", "operator"}
     if unknown:
         raise BadRequest(f"unknown field(s) in search query: {', '.join(sorted(unknown))}")
-    operator = query.get("operator") or "or"
+    operator = "or" if query.get("operator") is None else query["operator"]
     if operator not in ("and", "or"):
         raise BadRequest(f"operator must be 'and' or 'or', not {operator!r}")
 
@@ -170,6 +173,11 @@ def _search_keys(query: dict[str, Any]) -> list[str]:
             else entries.search_key_for_uri(identity)
         )
     return keys
+
+
+def _optional_list(query: dict[str, Any], name: str, limit: int) -> list[Any]:
+    value = query.get(name)
+    return [] if value is None else expect_list(value, name, max_items=limit)
 
 
 def _check_tree_id(svc: Any) -> None:

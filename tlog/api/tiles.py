@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import re
 
+from collections.abc import Callable
+
 from flask import Blueprint, Response
 
-from tlog.api.state import services
 from tlog.errors import BadRequest
-from tlog.log import TILE_WIDTH
-
-bp = Blueprint("tiles", __name__)
+from tlog.log import TILE_WIDTH, TransparencyLog
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 SHORT = "public, max-age=5"
@@ -41,31 +40,31 @@ def parse_tile_index(path: str) -> tuple[int, int]:
     return index, width
 
 
-@bp.get("/checkpoint")
-def checkpoint() -> Response:
-    head = services().log.latest_head()
-    return Response(
-        head.checkpoint, mimetype="text/plain", headers={"Cache-Control": SHORT, "Content-Type": "text/plain; charset=utf-8"}
-    )
+def make_blueprint(name: str, url_prefix: str, get_log: Callable[[], TransparencyLog]) -> Blueprint:
+    """The tiles API of one tree (the entry log at ``/``, the certificate log under its prefix)."""
+    bp = Blueprint(name, __name__, url_prefix=url_prefix or None)
+
+    @bp.get("/checkpoint")
+    def checkpoint() -> Response:
+        head = get_log().latest_head()
+        return Response(head.checkpoint, headers={"Cache-Control": SHORT, "Content-Type": "text/plain; charset=utf-8"})
+
+    @bp.get("/tile/entries/<path:path>")
+    def entry_bundle(path: str) -> Response:
+        index, width = parse_tile_index(path)
+        return _immutable_if_full(get_log().entry_bundle(index, width), width)
+
+    @bp.get("/tile/<level>/<path:path>")
+    def tile(level: str, path: str) -> Response:
+        if not level.isascii() or not level.isdigit() or (level != "0" and level.startswith("0")) or int(level) > 63:
+            raise BadRequest(f"malformed tile level {level!r}: expected 0-63")
+        index, width = parse_tile_index(path)
+        return _immutable_if_full(get_log().tile(int(level), index, width), width)
+
+    return bp
 
 
-@bp.get("/tile/entries/<path:path>")
-def entry_bundle(path: str) -> Response:
-    index, width = parse_tile_index(path)
-    data = services().log.entry_bundle(index, width)
-    return Response(
-        data,
-        mimetype="application/octet-stream",
-        headers={"Cache-Control": IMMUTABLE if width == TILE_WIDTH else SHORT},
-    )
-
-
-@bp.get("/tile/<level>/<path:path>")
-def tile(level: str, path: str) -> Response:
-    if not level.isascii() or not level.isdigit() or (level != "0" and level.startswith("0")) or int(level) > 63:
-        raise BadRequest(f"malformed tile level {level!r}: expected 0-63")
-    index, width = parse_tile_index(path)
-    data = services().log.tile(int(level), index, width)
+def _immutable_if_full(data: bytes, width: int) -> Response:
     return Response(
         data,
         mimetype="application/octet-stream",

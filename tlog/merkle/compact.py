@@ -41,12 +41,14 @@ class CompactRange:
             raise ValueError(
                 f"compact range [{begin}, {end}) needs {want} hashes, got {len(hashes)}"
             )
-        for h in hashes:
+        # Copied as immutable bytes (storage drivers may hand out memoryviews).
+        copied = [bytes(h) for h in hashes]
+        for h in copied:
             if len(h) != HASH_SIZE:
                 raise ValueError(f"hash of {len(h)} bytes in compact range, want {HASH_SIZE}")
         self._begin = begin
         self._end = end
-        self._hashes: list[bytes] = list(hashes)
+        self._hashes: list[bytes] = copied
 
     @classmethod
     def from_hashes(cls, begin: int, end: int, hashes: Sequence[bytes]) -> CompactRange:

@@ -42,14 +42,19 @@ class Nodes:
     """The node ids of a proof, and where its ephemeral node is folded.
 
     ``ids`` lists the perfect nodes whose hashes the caller must fetch.
-    ``ids[begin:end]`` (``begin == end`` when there is nothing to fold) are the
-    perfect nodes that together make up the ephemeral node; ``rehash`` replaces
-    that slice with its fold. Everything else maps one to one to proof hashes.
+    ``ids[begin:end]`` are the two or more perfect nodes that together make up
+    the ephemeral node; ``rehash`` replaces that slice with their fold. When
+    nothing needs folding, ``begin == end``. Every other id maps one to one to
+    a proof hash.
     """
 
     ids: tuple[NodeID, ...]
     begin: int = 0
     end: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.begin <= self.end <= len(self.ids):
+            raise ValueError(f"bad fold slice [{self.begin}:{self.end}] of {len(self.ids)} ids")
 
     def rehash(self, hashes: Sequence[bytes]) -> list[bytes]:
         """Turn the fetched hashes (one per id, same order) into the proof, leaf to root.

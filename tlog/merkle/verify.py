@@ -102,6 +102,13 @@ def verify_inclusion(
         raise RootMismatchError(root, calculated)
 
 
+def _check_sizes(size1: int, size2: int) -> None:
+    if size1 < 0 or size2 < size1:
+        raise ProofError(f"invalid consistency sizes: size1={size1}, size2={size2}")
+    if size1 == 0:
+        raise ProofError(f"consistency from size 0 (to size {size2}) proves nothing")
+
+
 def root_from_consistency_proof(
     *, size1: int, size2: int, proof: Sequence[bytes], root1: bytes
 ) -> bytes:
@@ -111,10 +118,7 @@ def root_from_consistency_proof(
     it does not reproduce it). ``ProofError`` unless ``0 < size1 <= size2``, the
     proof has the one length these sizes allow and all hashes are 32 bytes.
     """
-    if size1 < 0 or size2 < size1:
-        raise ProofError(f"invalid consistency sizes: size1={size1}, size2={size2}")
-    if size1 == 0:
-        raise ProofError(f"consistency from size 0 (to size {size2}) proves nothing")
+    _check_sizes(size1, size2)
     _check_hash("root1", root1)
     if size1 == size2:
         _check_proof(proof, 0)
@@ -155,7 +159,8 @@ def verify_consistency(
     the proof is well formed but either root does not match). Equal sizes need
     an empty proof and byte-equal roots; size1 == 0 is always an error.
     """
-    if 0 < size1 == size2:
+    _check_sizes(size1, size2)
+    if size1 == size2:
         _check_proof(proof, 0)
         if root1 != root2:
             raise RootMismatchError(root2, root1)

@@ -97,6 +97,8 @@ def test_from_hashes_round_trip() -> None:
     cr.extend(LEAVES[:100])
     again = CompactRange.from_hashes(cr.begin, cr.end, cr.hashes)
     assert again == cr
+    views = CompactRange.from_hashes(cr.begin, cr.end, [memoryview(h) for h in cr.hashes])
+    assert views == cr and all(type(h) is bytes for h in views.hashes)
     again.extend(LEAVES[100:300])
     cr.extend(LEAVES[100:300])
     assert again.root() == cr.root() == root_from_leaf_hashes(LEAVES[:300])

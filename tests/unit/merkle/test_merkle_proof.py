@@ -105,3 +105,9 @@ def test_nodes_is_frozen() -> None:
     nodes = Nodes((NodeID(0, 1),))
     with pytest.raises(AttributeError):
         nodes.begin = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("begin", "end"), [(-1, 0), (1, 0), (0, 2)])
+def test_nodes_rejects_bad_fold_slice(begin: int, end: int) -> None:
+    with pytest.raises(ValueError, match="bad fold slice"):
+        Nodes((NodeID(0, 1),), begin, end)
