@@ -50,6 +50,15 @@ def main() -> None:
 @click.option("--ecdsa-key", type=click.Path(dir_okay=False, path_type=Path), help="PEM ECDSA P-256 log key (default: generated in the data dir).")
 @click.option("--ed25519-key", type=click.Path(dir_okay=False, path_type=Path), help="PEM Ed25519 checkpoint key (default: generated in the data dir).")
 @click.option("--max-request-bytes", type=click.IntRange(1024, 64 << 20), default=128 * 1024, show_default=True)
+@click.option("--ca/--no-ca", default=True, show_default=True, help="Serve the Fulcio-compatible signing CA and its certificate log.")
+@click.option(
+    "--oidc-issuers",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    envvar="TLOG_OIDC_ISSUERS",
+    help="YAML file of allowed OIDC issuers. Default: GitHub Actions, GitLab.com, Google, sigstore.dev.",
+)
+@click.option("--dev-oidc", is_flag=True, help="Also run and trust a development OIDC issuer at <public-url>/oidc. Never in production.")
+@click.option("--public-url", envvar="TLOG_PUBLIC_URL", help="URL clients reach this server at. Default: http://<host>:<port>.")
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
 @click.option("--debug", is_flag=True, help="Run Flask's single-process development server instead of gunicorn.")
 def serve(
@@ -63,10 +72,14 @@ def serve(
     ecdsa_key: Path | None,
     ed25519_key: Path | None,
     max_request_bytes: int,
+    ca: bool,
+    oidc_issuers: Path | None,
+    dev_oidc: bool,
+    public_url: str | None,
     access_log: bool,
     debug: bool,
 ) -> None:
-    """Serve the log (Rekor v1 API, tiles, checkpoints) with gunicorn."""
+    """Serve the log (Rekor v1 API, tiles, checkpoints) and the CA (Fulcio v2 API) with gunicorn."""
     settings = _settings(
         data_dir,
         database_url,
@@ -74,6 +87,10 @@ def serve(
         ecdsa_key=ecdsa_key,
         ed25519_key=ed25519_key,
         max_request_bytes=max_request_bytes,
+        ca=ca,
+        oidc_issuers=oidc_issuers,
+        dev_oidc=dev_oidc,
+        public_url=(public_url or f"http://{'[' + host + ']' if ':' in host else host}:{port}").rstrip("/"),
     )
     try:
         if debug:
@@ -131,6 +148,48 @@ def info(data_dir: Path, database_url: str | None) -> None:
         indent=2,
     )
     sys.stdout.write("\n")
+
+
+@main.command("dev-token")
+@_data_dir
+@click.option("--subject", required=True, help="Email address (type email) or GitHub repository owner/name (type github).")
+@click.option("--type", "kind", type=click.Choice(["email", "github"]), default="email", show_default=True)
+@click.option("--audience", default="sigstore", show_default=True)
+@click.option("--lifetime", type=click.IntRange(1, 86400), default=600, show_default=True, help="Seconds.")
+def dev_token(data_dir: Path, subject: str, kind: str, audience: str, lifetime: int) -> None:
+    """Print an identity token from the development OIDC issuer of a server started with --dev-oidc."""
+    from tlog.ca.devoidc import DevIssuer
+
+    try:
+        dev = DevIssuer.load(data_dir)
+        click.echo(dev.mint(subject, type=kind, audience=audience, lifetime=lifetime))  # type: ignore[arg-type]
+    except TlogError as exc:
+        raise click.ClickException(exc.message) from None
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command("trust-config")
+@click.option("--url", required=True, help="Public base URL of the deployment (no path, no trailing slash).")
+@_data_dir
+@_database_url
+@click.option("--operator", default="tlog", show_default=True, help="Operator name for the signing config's services.")
+@click.option("--oidc-url", help="OIDC issuer for interactive sign-in, listed in the signing config.")
+def trust_config(data_dir: Path, database_url: str | None, url: str, operator: str, oidc_url: str | None) -> None:
+    """Print the ClientTrustConfig JSON for `sigstore --trust-config FILE ...`."""
+    from tlog.api.state import Services
+    from tlog.trustconfig import client_trust_config
+
+    try:
+        svc = Services.open(_settings(data_dir, database_url), migrate=True)
+    except TlogError as exc:
+        raise click.ClickException(exc.message) from None
+    if svc.ca is None:  # pragma: no cover - Settings() enables the CA
+        raise click.ClickException("the CA is disabled")
+    config = client_trust_config(url, svc.log, svc.ca.keys, operator=operator, oidc_url=oidc_url)
+    json.dump(config, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    svc.engine.dispose()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -48,6 +48,17 @@ class Settings:
     submit_timeout: float = 30.0
     #: Connection pool size per worker process.
     pool_size: int = 8
+    #: Serve the Fulcio-compatible CA (``/api/v2/...``) and its certificate log.
+    ca: bool = True
+    #: YAML file of allowed OIDC issuers (see README "Configuring issuers");
+    #: None means the built-in list (GitHub Actions, GitLab.com, Google, sigstore.dev).
+    oidc_issuers: Path | None = None
+    #: Also run and trust the built-in development OIDC issuer (never in production).
+    dev_oidc: bool = False
+    #: The URL clients reach this server at; the dev issuer's ``iss`` is built from it.
+    public_url: str = "http://127.0.0.1:3000"
+    #: Organization name in the CA certificates created on first start.
+    ca_organization: str = "tlog"
 
     @property
     def resolved_database_url(self) -> str:

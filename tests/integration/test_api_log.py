@@ -250,8 +250,8 @@ def test_append_only_triggers(app, client, table) -> None:  # type: ignore[no-un
 
 
 def test_keys_are_private_files(settings, app) -> None:  # type: ignore[no-untyped-def]
-    keys = sorted(settings.data_dir.glob("*.pem"))
-    assert [k.name for k in keys] == ["log-ecdsa-p256.pem", "log-ed25519.pem"]
+    names = ["log-ecdsa-p256.pem", "log-ed25519.pem", "ca-root-key.pem", "ca-intermediate-key.pem", "ct-log-key.pem"]
+    keys = [settings.data_dir / n for n in names]
     for k in keys:
         assert k.stat().st_mode & 0o777 == 0o600
         serialization.load_pem_private_key(k.read_bytes(), None)

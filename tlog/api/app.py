@@ -8,8 +8,9 @@ import time
 from flask import Flask, Response, g, jsonify, request
 
 from tlog import metrics
-from tlog.api import errors, openapi, rekor_v1, tiles
-from tlog.api.state import Services, services
+from tlog.api import errors, fulcio_v2, openapi, rekor_v1, tiles
+from tlog.api.state import Services, ca_services, services
+from tlog.ca import devoidc
 from tlog.config import Settings
 
 
@@ -24,6 +25,12 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fla
     app.register_blueprint(rekor_v1.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(tiles.make_blueprint("tiles", "", lambda: services().log))
+    svc = app.extensions["tlog"]
+    if svc.ca is not None:
+        app.register_blueprint(fulcio_v2.bp)
+        app.register_blueprint(tiles.make_blueprint("certificate_tiles", "/certificates", lambda: ca_services().log))
+        if svc.ca.dev_issuer is not None:
+            app.register_blueprint(devoidc.flask_blueprint(svc.ca.dev_issuer))
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -1,21 +1,44 @@
-"""The per-process services a Flask app serves: engine, log, sequencer, settings."""
+"""The per-process services a Flask app serves: engine, logs, sequencers, CA, settings."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy.engine import Engine
 
+from tlog.ca.certificate import CertificateAuthority
+from tlog.ca.devoidc import DevIssuer, dev_issuer_url
+from tlog.ca.issuers import IssuersConfig, default_issuers
+from tlog.ca.oidc import TokenVerifier
+from tlog.ca.pki import CAKeys
 from tlog.config import Settings, default_origin
-from tlog.errors import Unavailable
+from tlog.errors import NotFound, Unavailable
 from tlog.keys import LogKeys
 from tlog.log import TransparencyLog
 from tlog.sequencer import Sequencer
-from tlog.storage import db
+from tlog.storage import db, store
+
+log = logging.getLogger(__name__)
 
 #: Tree purpose of the Rekor-style entry log.
 ENTRIES = "entries"
+#: Tree purpose of the CA's log of issued certificates.
+CERTIFICATES = "certificates"
+
+
+@dataclass
+class CAServices:
+    """The signing CA: keys, token checks, issuance, and the log of what it issued."""
+
+    keys: CAKeys
+    authority: CertificateAuthority
+    issuers: IssuersConfig
+    verifier: TokenVerifier
+    log: TransparencyLog
+    sequencer: Sequencer
+    dev_issuer: DevIssuer | None
 
 
 @dataclass
@@ -24,10 +47,11 @@ class Services:
     engine: Engine
     log: TransparencyLog
     sequencer: Sequencer
+    ca: CAServices | None
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool) -> Services:
-        """Connect, migrate (if asked), load keys and open the log.
+        """Connect, migrate (if asked), load keys and open the logs.
 
         ``tlog serve`` migrates once in the master process and opens without
         migrating in each worker, which then only checks the schema version.
@@ -38,18 +62,55 @@ class Services:
         elif not db.schema_is_current(engine):
             raise Unavailable("the database schema is not current; run `tlog db upgrade`")
         keys = LogKeys.load(settings.data_dir, ecdsa_path=settings.ecdsa_key, ed25519_path=settings.ed25519_key)
-        origin = settings.origin if settings.origin is not None else _origin_if_new(engine)
+        origin = settings.origin
+        if origin is None and not _tree_exists(engine, ENTRIES):
+            origin = default_origin()
         tlog = TransparencyLog.open(engine, keys, purpose=ENTRIES, origin=origin)
-        return cls(settings, engine, tlog, Sequencer(tlog))
+        ca = _open_ca(settings, engine, keys, tlog) if settings.ca else None
+        return cls(settings, engine, tlog, Sequencer(tlog), ca)
 
 
-def _origin_if_new(engine: Engine) -> str | None:
-    """The default origin, but only for a log that does not exist yet."""
-    from tlog.storage import store
+def _open_ca(settings: Settings, engine: Engine, keys: LogKeys, entries: TransparencyLog) -> CAServices:
+    ca_keys = CAKeys.load_or_create(settings.data_dir, organization=settings.ca_organization)
+    # The certificate log's checkpoints are signed with the CT key (the one the
+    # trusted root lists under ctlogs) and the log's Ed25519 key.
+    cert_keys = LogKeys(ecdsa=ca_keys.ct_key, ed25519=keys.ed25519)
+    cert_origin = None if _tree_exists(engine, CERTIFICATES) else entries.info.origin + "/certificates"
+    cert_log = TransparencyLog.open(engine, cert_keys, purpose=CERTIFICATES, origin=cert_origin)
+    issuers = IssuersConfig.load(settings.oidc_issuers) if settings.oidc_issuers else default_issuers()
+    dev = None
+    trusted: dict[str, dict[str, object]] = {}
+    if settings.dev_oidc:
+        dev = DevIssuer.load_or_create(settings.data_dir, dev_issuer_url(settings.public_url))
+        issuers = issuers.extended(dev.issuer_configs())
+        trusted = dict(dev.trusted_keys())
+        log.warning(
+            "DEVELOPMENT OIDC ISSUER ENABLED at %s: anyone who can read %s can mint identities; never use in production",
+            dev.email_issuer,
+            settings.data_dir,
+        )
+    return CAServices(
+        keys=ca_keys,
+        authority=CertificateAuthority(ca_keys),
+        issuers=issuers,
+        verifier=TokenVerifier(issuers, trusted_keys=trusted or None),
+        log=cert_log,
+        sequencer=Sequencer(cert_log),
+        dev_issuer=dev,
+    )
 
+
+def _tree_exists(engine: Engine, purpose: str) -> bool:
     with engine.connect() as conn:
-        return None if store.get_tree(conn, purpose=ENTRIES) else default_origin()
+        return store.get_tree(conn, purpose=purpose) is not None
 
 
 def services() -> Services:
     return current_app.extensions["tlog"]  # type: ignore[no-any-return]
+
+
+def ca_services() -> CAServices:
+    ca = services().ca
+    if ca is None:
+        raise NotFound("this server does not run the signing CA")
+    return ca

@@ -1,0 +1,404 @@
+"""OIDC ID token verification for the CA: the allow-list, discovery, JWKS, PyJWT.
+
+sigstore clients decode the token they send without checking its signature
+(sigstore-python's ``IdentityToken``), so every real check is here. In order:
+
+1. The token is a compact JWS no larger than 64 KiB; its header is read
+   without verification. ``alg`` must be one of :data:`ALLOWED_ALGORITHMS`:
+   ``none`` and the HMAC family are refused by name (an HMAC "verified" with
+   a public key as the secret is the classic forgery).
+2. ``iss`` is read without verification, only to choose the issuer from the
+   allow-list; an unlisted issuer is :class:`~tlog.errors.Forbidden`.
+3. The issuer's keys: ``trusted_keys`` if given for that issuer (no HTTP),
+   else its JWKS, found through OIDC discovery (the discovery document's
+   ``issuer`` must equal ``iss`` exactly) or the configured ``jwks_url``.
+4. PyJWT verifies the signature with the key whose ``kid`` matches (every
+   key of the right type when the token has no ``kid``), and checks ``aud``
+   (the issuer's client id; a list containing it is fine), ``iss`` and that
+   ``sub``, ``exp`` and ``iat`` are present.
+5. Times, against the injected clock with ``leeway`` seconds of slack:
+   ``exp`` in the future, ``iat`` not in the future, ``nbf`` (if any) reached.
+
+Every failure of the token itself is :class:`~tlog.errors.Unauthorized` with
+the reason in the message.
+
+Key caching and rotation. A JWKS is cached per issuer for
+``jwks_cache_seconds``. A ``kid`` that is not in the cached set triggers one
+refresh, at most once per ``refresh_interval`` (10 s) per issuer, so a newly
+rotated-in key works at once and a retired key stops working at the next
+refresh, while a flood of made-up ``kid`` values cannot turn into a flood of
+requests to the issuer.
+
+Failing closed. If the issuer cannot be reached, answers with an error
+status, or sends something that is not a usable discovery document or JWKS,
+verification raises :class:`~tlog.errors.Unavailable` (503) naming the issuer.
+The one exception is deliberate: while a cached JWKS is still within its
+``jwks_cache_seconds``, tokens signed with a key in it keep verifying even if
+the issuer is down (the keys were fetched from the issuer and are still
+fresh); a token whose ``kid`` would need a refresh gets the 503. Once the
+cache expires, nothing from that issuer verifies until a fetch succeeds. After
+a failed fetch, further fetches for that issuer wait ``refresh_interval``
+(requests in between get the same 503 at once instead of each waiting for
+the HTTP timeout).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import jwt
+import requests
+from jwt import PyJWK, PyJWKSet
+
+from tlog.ca.identity import Identity, identity_from_claims
+from tlog.ca.issuers import IssuerConfig, IssuersConfig
+from tlog.errors import Forbidden, Unauthorized, Unavailable
+
+ALLOWED_ALGORITHMS: Final = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+MAX_TOKEN_BYTES: Final = 64 * 1024
+MAX_DOCUMENT_BYTES: Final = 1024 * 1024
+DEFAULT_REFRESH_INTERVAL: Final = 10.0
+USER_AGENT: Final = "tlog-ca (OIDC token verifier)"
+
+# Which JWK key type (and curve) can verify which algorithm. Checked before
+# PyJWT sees the key, so an ES256 token can't be "verified" by a P-384 key.
+_KEY_TYPES: Final[dict[str, tuple[str, frozenset[str] | None]]] = {
+    **{alg: ("RSA", None) for alg in ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")},
+    "ES256": ("EC", frozenset({"P-256"})),
+    "ES384": ("EC", frozenset({"P-384"})),
+    "ES512": ("EC", frozenset({"P-521"})),
+    "EdDSA": ("OKP", frozenset({"Ed25519", "Ed448"})),
+}
+
+
+@dataclass
+class _IssuerKeys:
+    """The JWKS cache of one issuer. ``lock`` serialises fetches only."""
+
+    keys: tuple[dict[str, Any], ...] = ()
+    fetched_at: float | None = None
+    last_attempt: float | None = None
+    last_error: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class TokenVerifier:
+    """Verifies ID tokens from the issuers in ``issuers``.
+
+    ``trusted_keys`` maps an issuer URL (which must also be in ``issuers``) to
+    its JWKS, as a dict or a :class:`jwt.PyJWKSet`; those issuers are never
+    contacted over HTTP. Thread-safe; one instance serves the whole process.
+    """
+
+    def __init__(
+        self,
+        issuers: IssuersConfig,
+        *,
+        http_timeout: float = 5.0,
+        jwks_cache_seconds: float = 300,
+        leeway: float = 30,
+        clock: Callable[[], float] = time.time,
+        trusted_keys: Mapping[str, PyJWKSet | Mapping[str, Any]] | None = None,
+        refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
+        session: requests.Session | None = None,
+    ) -> None:
+        self._issuers = issuers
+        self._timeout = http_timeout
+        self._cache_seconds = jwks_cache_seconds
+        self._leeway = leeway
+        self._clock = clock
+        self._refresh_interval = refresh_interval
+        self._session = session or requests.Session()
+        self._session.headers.setdefault("User-Agent", USER_AGENT)
+        self._trusted: dict[str, tuple[dict[str, Any], ...]] = {}
+        for url, jwks in (trusted_keys or {}).items():
+            if issuers.find(url) is None:
+                raise ValueError(f"trusted_keys names issuer {url!r}, which is not in the issuer allow-list")
+            if isinstance(jwks, PyJWKSet):
+                # PyJWKSet has no public view of the JWK dicts; keys are
+                # re-bound to the token's alg per verification (see _decode).
+                jwks = {"keys": [dict(k._jwk_data) for k in jwks.keys]}
+            try:
+                self._trusted[url] = _usable_keys(jwks, url)
+            except Unavailable as exc:
+                raise ValueError(f"trusted_keys for {url!r}: {exc.message}") from None
+        self._cache: dict[str, _IssuerKeys] = {}
+        self._cache_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the HTTP session (connection pool)."""
+        self._session.close()
+
+    # -- public API ---------------------------------------------------------
+
+    def verify(self, token: str) -> tuple[dict[str, Any], IssuerConfig]:
+        """Verify ``token``; return its claims and the issuer entry it matched.
+
+        Raises :class:`Unauthorized` (bad token), :class:`Forbidden` (issuer
+        not allowed) or :class:`Unavailable` (issuer keys unobtainable).
+        """
+        header, unverified = self._parse(token)
+        alg = header["alg"]
+        iss = unverified.get("iss")
+        if not isinstance(iss, str) or not iss:
+            raise Unauthorized("malformed token: the iss claim is missing or not a string")
+        issuer = self._issuers.find(iss)
+        if issuer is None:
+            raise Forbidden(f"issuer {iss} is not allowed")
+        kid = header.get("kid")
+        keys = self._keys_for(issuer, kid)
+        candidates = [k for k in keys if _fits(k, alg)]
+        if not candidates:
+            raise Unauthorized(
+                f"signing key {kid!r} of issuer {iss} cannot verify algorithm {alg}"
+                if kid is not None
+                else f"issuer {iss} has no key for algorithm {alg}"
+            )
+        claims = self._decode(token, candidates, alg, issuer)
+        self._check_times(claims)
+        return claims, issuer
+
+    def identity(self, token: str) -> Identity:
+        """:meth:`verify`, then map the claims with :func:`identity_from_claims`."""
+        claims, issuer = self.verify(token)
+        return identity_from_claims(claims, issuer)
+
+    # -- token parsing and checks -------------------------------------------
+
+    def _parse(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        if not isinstance(token, str) or not token:
+            raise Unauthorized("malformed token: empty")
+        if len(token) > MAX_TOKEN_BYTES:
+            raise Unauthorized(f"malformed token: longer than {MAX_TOKEN_BYTES} bytes")
+        if token.count(".") != 2:
+            raise Unauthorized("malformed token: not a compact JWS (header.payload.signature)")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"malformed token: {exc}") from None
+        alg = header.get("alg")
+        if not isinstance(alg, str) or not alg:
+            raise Unauthorized("malformed token: the header has no alg")
+        if alg.lower() == "none":
+            raise Unauthorized("algorithm none not allowed")
+        if alg.upper().startswith("HS"):
+            raise Unauthorized(f"HMAC algorithms are not allowed (token uses {alg})")
+        if alg not in ALLOWED_ALGORITHMS:
+            raise Unauthorized(f"algorithm {alg} not allowed; allowed: {', '.join(sorted(ALLOWED_ALGORITHMS))}")
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise Unauthorized("malformed token: kid is not a string")
+        try:
+            # Signature deliberately unchecked: the payload is only used to
+            # find the issuer, whose key then verifies everything.
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"malformed token: {exc}") from None
+        return header, unverified
+
+    def _decode(
+        self, token: str, keys: Sequence[dict[str, Any]], alg: str, issuer: IssuerConfig
+    ) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "verify_signature": True,
+            "verify_aud": True,
+            "verify_iss": True,
+            # Times are checked in _check_times against the injected clock.
+            "verify_exp": False,
+            "verify_nbf": False,
+            "verify_iat": False,
+            "require": ["iss", "sub", "aud", "exp", "iat"],
+            "enforce_minimum_key_length": True,
+        }
+        last: jwt.PyJWTError | None = None
+        for jwk in keys:
+            try:
+                key = PyJWK(jwk, algorithm=alg)
+                claims: dict[str, Any] = jwt.decode(
+                    token, key=key, algorithms=[alg], audience=issuer.client_id, issuer=issuer.url, options=options
+                )
+                return claims
+            except jwt.InvalidSignatureError as exc:
+                last = exc  # maybe another candidate key (token without kid)
+            except jwt.InvalidAudienceError:
+                raise Unauthorized(f"wrong audience: the token is not for {issuer.client_id!r}") from None
+            except jwt.InvalidIssuerError:
+                raise Unauthorized(f"wrong issuer: the token is not from {issuer.url}") from None
+            except jwt.MissingRequiredClaimError as exc:
+                raise Unauthorized(f"token is missing the {exc.claim!r} claim") from None
+            except jwt.InvalidKeyError as exc:
+                raise Unauthorized(f"issuer {issuer.url} signing key is unusable: {exc}") from None
+            except jwt.DecodeError as exc:
+                raise Unauthorized(f"malformed token: {exc}") from None
+            except jwt.PyJWTError as exc:
+                raise Unauthorized(f"invalid token: {exc}") from None
+        assert last is not None
+        raise Unauthorized("token signature invalid")
+
+    def _check_times(self, claims: Mapping[str, Any]) -> None:
+        now = self._clock()
+
+        def number(name: str) -> float:
+            value = claims[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise Unauthorized(f"malformed token: the {name} claim is not a number")
+            return float(value)
+
+        if now >= number("exp") + self._leeway:
+            raise Unauthorized("token expired")
+        if number("iat") > now + self._leeway:
+            raise Unauthorized("token not yet valid: issued in the future (iat)")
+        if "nbf" in claims and number("nbf") > now + self._leeway:
+            raise Unauthorized("token not yet valid (nbf)")
+
+    # -- keys ---------------------------------------------------------------
+
+    def _keys_for(self, issuer: IssuerConfig, kid: str | None) -> tuple[dict[str, Any], ...]:
+        trusted = self._trusted.get(issuer.url)
+        if trusted is not None:
+            found = _select(trusted, kid)
+            if not found:
+                raise Unauthorized(f"unknown signing key id {kid!r} for issuer {issuer.url}")
+            return found
+        state = self._state(issuer.url)
+        if not self._fresh(state):
+            with state.lock:
+                if not self._fresh(state):  # another thread may have refreshed meanwhile
+                    self._refresh(issuer, state)
+        found = _select(state.keys, kid)
+        if not found and kid is not None:
+            with state.lock:
+                found = _select(state.keys, kid)
+                # A recent failure re-raises its 503 (we cannot tell whether
+                # the key exists); a recent success means the kid is unknown.
+                if not found and (self._may_fetch(state) or state.last_error is not None):
+                    self._refresh(issuer, state)
+                    found = _select(state.keys, kid)
+        if not found:
+            raise Unauthorized(f"unknown signing key id {kid!r} for issuer {issuer.url}")
+        return found
+
+    def _state(self, url: str) -> _IssuerKeys:
+        with self._cache_lock:
+            return self._cache.setdefault(url, _IssuerKeys())
+
+    def _fresh(self, state: _IssuerKeys) -> bool:
+        return state.fetched_at is not None and self._clock() - state.fetched_at < self._cache_seconds
+
+    def _may_fetch(self, state: _IssuerKeys) -> bool:
+        return state.last_attempt is None or self._clock() - state.last_attempt >= self._refresh_interval
+
+    def _refresh(self, issuer: IssuerConfig, state: _IssuerKeys) -> None:
+        """Fetch the issuer's JWKS into ``state``; :class:`Unavailable` on failure.
+
+        Called with ``state.lock`` held.
+        """
+        retry = max(1, int(self._refresh_interval))
+        if not self._may_fetch(state) and state.last_error is not None:
+            raise Unavailable(state.last_error, retry_after=retry)
+        state.last_attempt = self._clock()
+        try:
+            keys = self._fetch_jwks(issuer)
+        except Unavailable as exc:
+            state.last_error = exc.message
+            raise Unavailable(exc.message, retry_after=retry) from None
+        state.keys, state.fetched_at, state.last_error = keys, self._clock(), None
+
+    def _fetch_jwks(self, issuer: IssuerConfig) -> tuple[dict[str, Any], ...]:
+        jwks_url = issuer.jwks_url
+        if jwks_url is None:
+            discovery = self._get_json(issuer.discovery_url, issuer, "discovery document")
+            if discovery.get("issuer") != issuer.url:
+                raise Unavailable(
+                    f"OIDC issuer {issuer.url}: discovery document names issuer "
+                    f"{discovery.get('issuer')!r}, not {issuer.url!r}; refusing its keys"
+                )
+            jwks_url = discovery.get("jwks_uri")
+            if not isinstance(jwks_url, str) or not _acceptable_key_url(jwks_url, issuer.url):
+                raise Unavailable(f"OIDC issuer {issuer.url}: discovery document has no usable jwks_uri ({jwks_url!r})")
+        return _usable_keys(self._get_json(jwks_url, issuer, "JWKS"), issuer.url)
+
+    def _get_json(self, url: str, issuer: IssuerConfig, what: str) -> dict[str, Any]:
+        def down(reason: str) -> Unavailable:
+            return Unavailable(f"OIDC issuer {issuer.url} is unavailable: {what} at {url}: {reason}")
+
+        try:
+            with self._session.get(
+                url, timeout=self._timeout, stream=True, headers={"Accept": "application/json"}
+            ) as response:
+                if response.status_code != 200:
+                    raise down(f"HTTP {response.status_code}")
+                body = b""
+                for chunk in response.iter_content(64 * 1024):
+                    body += chunk
+                    if len(body) > MAX_DOCUMENT_BYTES:
+                        raise down(f"larger than {MAX_DOCUMENT_BYTES} bytes")
+        except requests.RequestException as exc:
+            raise down(type(exc).__name__) from None
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise down("not JSON") from None
+        if not isinstance(document, dict):
+            raise down("not a JSON object")
+        return document
+
+
+def _acceptable_key_url(url: str, issuer_url: str) -> bool:
+    # Keys must come over TLS, unless the issuer itself is plain http (a
+    # loopback development issuer); then the same scheme is fine.
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    if not parts.hostname:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and urlsplit(issuer_url).scheme == "http")
+
+
+def _usable_keys(jwks: Mapping[str, Any], issuer_url: str) -> tuple[dict[str, Any], ...]:
+    """The signature-verification keys of a JWKS; :class:`Unavailable` if none.
+
+    Keys marked for encryption, symmetric keys and keys PyJWT cannot load are
+    skipped (RFC 7517 §5: unknown keys are ignored, not fatal).
+    """
+    entries = jwks.get("keys") if isinstance(jwks, Mapping) else None
+    if not isinstance(entries, list):
+        raise Unavailable(f"OIDC issuer {issuer_url}: JWKS has no 'keys' list")
+    usable: list[dict[str, Any]] = []
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("kty") not in ("RSA", "EC", "OKP"):
+            continue
+        if entry.get("use", "sig") != "sig" or not isinstance(entry.get("kid", ""), str):
+            continue
+        if entry.get("alg") is not None and entry.get("alg") not in ALLOWED_ALGORITHMS:
+            continue
+        try:
+            PyJWK(entry)
+        except jwt.PyJWTError:
+            continue
+        usable.append(dict(entry))
+    if not usable:
+        raise Unavailable(f"OIDC issuer {issuer_url}: JWKS has no usable signing keys")
+    return tuple(usable)
+
+
+def _select(keys: tuple[dict[str, Any], ...], kid: str | None) -> tuple[dict[str, Any], ...]:
+    if kid is None:
+        return keys
+    return tuple(k for k in keys if k.get("kid") == kid)
+
+
+def _fits(jwk: Mapping[str, Any], alg: str) -> bool:
+    if jwk.get("alg") is not None and jwk["alg"] != alg:
+        return False
+    kty, curves = _KEY_TYPES[alg]
+    return jwk.get("kty") == kty and (curves is None or jwk.get("crv") in curves)
