@@ -37,6 +37,7 @@ def _settings(data_dir: Path, database_url: str | None, **kw: object) -> Setting
 def main() -> None:
     """tlog: an RFC 6962 transparency log speaking the Rekor v1 API and C2SP tlog-tiles."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @main.command()

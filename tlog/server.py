@@ -73,6 +73,9 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, threads: in
         "loglevel": "info",
         "proc_name": "tlog",
         "child_exit": _child_exit,
+        # gunicorn's control socket defaults to one per-user path, which
+        # several servers on one machine would fight over; we do not use it.
+        "control_socket_disable": True,
     }
     log.info("serving on %s with %d workers x %d threads", options["bind"], workers, threads)
     try:
