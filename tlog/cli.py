@@ -60,6 +60,12 @@ def main() -> None:
 )
 @click.option("--dev-oidc", is_flag=True, help="Also run and trust a development OIDC issuer at <public-url>/oidc. Never in production.")
 @click.option("--public-url", envvar="TLOG_PUBLIC_URL", help="URL clients reach this server at. Default: http://<host>:<port>.")
+@click.option(
+    "--witnesses",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    envvar="TLOG_WITNESSES",
+    help="File of '<url> <vkey>' lines: witnesses whose cosignatures to collect onto checkpoints.",
+)
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
 @click.option("--debug", is_flag=True, help="Run Flask's single-process development server instead of gunicorn.")
 def serve(
@@ -77,6 +83,7 @@ def serve(
     oidc_issuers: Path | None,
     dev_oidc: bool,
     public_url: str | None,
+    witnesses: Path | None,
     access_log: bool,
     debug: bool,
 ) -> None:
@@ -91,12 +98,15 @@ def serve(
         ca=ca,
         oidc_issuers=oidc_issuers,
         dev_oidc=dev_oidc,
+        witnesses=witnesses,
         public_url=(public_url or f"http://{'[' + host + ']' if ':' in host else host}:{port}").rstrip("/"),
     )
     try:
         if debug:
             from tlog.api.app import create_app
+            from tlog.server import start_witness_collector
 
+            start_witness_collector(settings)
             create_app(settings).run(host=host, port=port, debug=True, use_reloader=False, threaded=True)
         else:
             from tlog.server import default_workers, serve as run

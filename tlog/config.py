@@ -59,6 +59,9 @@ class Settings:
     public_url: str = "http://127.0.0.1:3000"
     #: Organization name in the CA certificates created on first start.
     ca_organization: str = "tlog"
+    #: File listing witnesses (``<url> <vkey>`` per line) whose cosignatures
+    #: the log collects onto its checkpoints; None means no witnessing.
+    witnesses: Path | None = None
 
     @property
     def resolved_database_url(self) -> str:

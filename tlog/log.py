@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from tlog import merkle
-from tlog.checkpoint import Checkpoint, sign_checkpoint
+from tlog.checkpoint import Checkpoint, add_signatures, sign_checkpoint
 from tlog.errors import BadRequest, NotFound, TlogError
 from tlog.keys import LogKeys
 from tlog.note import ECDSASigner, Ed25519Signer, NoteSigner
@@ -171,10 +171,17 @@ class TransparencyLog:
 
     def latest_head(self) -> TreeHeadRecord:
         with self.engine.connect() as conn:
-            head = store.latest_head(conn, self.tree)
-        if head is None:
-            raise NotFound("the log has no signed tree head")
-        return head
+            return self._head(conn)
+
+    def latest_cosigned_head(self) -> TreeHeadRecord:
+        """The latest head, its checkpoint carrying every witness cosignature collected so far."""
+        with self.engine.connect() as conn:
+            head = self._head(conn)
+            lines = store.cosignature_lines(conn, self.tree, head.size)
+        if not lines:
+            return head
+        note = add_signatures(head.checkpoint, "".join(line + "\n" for line in lines))
+        return TreeHeadRecord(head.size, head.root_hash, head.timestamp, note.decode())
 
     def entry_by_index(self, log_index: int) -> Inclusion:
         with self.engine.connect() as conn:

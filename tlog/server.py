@@ -48,6 +48,19 @@ def _child_exit(_server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
+def start_witness_collector(settings: Settings) -> None:
+    """Run the cosignature collector as a thread of this process (gunicorn's master)."""
+    if settings.witnesses is None:
+        return
+    from tlog.api.state import Services
+    from tlog.witnessing import CosignatureCollector, load_witnesses
+
+    witnesses = load_witnesses(settings.witnesses)
+    svc = Services.open(settings.replace(ca=False), migrate=False)
+    CosignatureCollector(svc.log, witnesses).start()
+    log.info("collecting cosignatures from %d witness(es)", len(witnesses))
+
+
 def serve(settings: Settings, *, host: str, port: int, workers: int, threads: int, access_log: bool) -> None:
     """Prepare storage and keys in this process, then run gunicorn until stopped."""
     # Must be set before prometheus_client is first imported (by the app's
@@ -57,6 +70,10 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, threads: in
     from tlog.api.state import Services
 
     Services.open(settings, migrate=True).engine.dispose()
+    if settings.witnesses is not None:
+        from tlog.witnessing import load_witnesses
+
+        load_witnesses(settings.witnesses)  # fail at start, not in a background thread
     options: dict[str, Any] = {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": workers,
@@ -73,6 +90,8 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, threads: in
         "loglevel": "info",
         "proc_name": "tlog",
         "child_exit": _child_exit,
+        # The master is one per server: the natural home of the witness collector.
+        "when_ready": lambda _server: start_witness_collector(settings),
         # gunicorn's control socket defaults to one per-user path, which
         # several servers on one machine would fight over; we do not use it.
         "control_socket_disable": True,

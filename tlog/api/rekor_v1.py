@@ -27,7 +27,7 @@ _HASH_QUERY = re.compile(r"^(?:(sha256):)?([0-9a-fA-F]{64})$|^(?:(sha384):)?([0-
 @bp.get("/log")
 def get_log_info() -> Response:
     svc = services()
-    head = svc.log.latest_head()
+    head = svc.log.latest_cosigned_head()
     body: dict[str, Any] = {
         "rootHash": head.root_hash.hex(),
         "signedTreeHead": head.checkpoint,

@@ -46,7 +46,7 @@ def make_blueprint(name: str, url_prefix: str, get_log: Callable[[], Transparenc
 
     @bp.get("/checkpoint")
     def checkpoint() -> Response:
-        head = get_log().latest_head()
+        head = get_log().latest_cosigned_head()
         return Response(head.checkpoint, headers={"Cache-Control": SHORT, "Content-Type": "text/plain; charset=utf-8"})
 
     @bp.get("/tile/entries/<path:path>")

@@ -21,6 +21,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     LargeBinary,
     MetaData,
@@ -139,5 +140,24 @@ class SearchKey(Base):
     log_index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
 
 
+class Cosignature(Base):
+    """A witness's cosignature line on one of the tree's checkpoints (C2SP tlog-cosignature)."""
+
+    __tablename__ = "cosignatures"
+    __table_args__ = (
+        ForeignKeyConstraint(["tree", "size"], ["tree_heads.tree", "tree_heads.size"]),
+        {"sqlite_with_rowid": False},
+    )
+
+    tree: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    #: The witness's key name and hex key ID, ``<name>+<hex8>``.
+    witness: Mapped[str] = mapped_column(String(255), primary_key=True)
+    #: The signature line as the witness returned it, without the trailing newline.
+    line: Mapped[str] = mapped_column(Text)
+    #: Milliseconds since the epoch when the log received it.
+    received_at: Mapped[int] = mapped_column(BigInteger)
+
+
 #: Tables whose rows may never change once written.
-APPEND_ONLY_TABLES = ("entries", "nodes", "tree_heads", "search_index")
+APPEND_ONLY_TABLES = ("entries", "nodes", "tree_heads", "search_index", "cosignatures")

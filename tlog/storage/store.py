@@ -16,13 +16,14 @@ from sqlalchemy.engine import Connection
 
 from tlog.errors import Internal
 from tlog.merkle import NodeID
-from tlog.storage.models import NODE_INDEX_BITS, Entry, Node, SearchKey, Tree, TreeHead, node_key
+from tlog.storage.models import NODE_INDEX_BITS, Cosignature, Entry, Node, SearchKey, Tree, TreeHead, node_key
 
 _entries = Entry.__table__
 _nodes = Node.__table__
 _heads = TreeHead.__table__
 _search = SearchKey.__table__
 _trees = Tree.__table__
+_cosigs = Cosignature.__table__
 
 #: Most keys one IN (...) list may carry; SQLite's default variable limit is 32766.
 _IN_CHUNK = 500
@@ -113,6 +114,33 @@ def insert_head(conn: Connection, tree: int, head: TreeHeadRecord) -> None:
             tree=tree, size=head.size, root_hash=head.root_hash, timestamp=head.timestamp, checkpoint=head.checkpoint
         )
     )
+
+
+# --- witness cosignatures ------------------------------------------------------------
+
+
+def cosignature_lines(conn: Connection, tree: int, size: int) -> list[str]:
+    """Cosignature lines collected for the head of ``size``, in a stable order."""
+    return list(
+        conn.execute(
+            sa.select(_cosigs.c.line).where(_cosigs.c.tree == tree, _cosigs.c.size == size).order_by(_cosigs.c.witness)
+        ).scalars()
+    )
+
+
+def cosigning_witnesses(conn: Connection, tree: int, size: int) -> set[str]:
+    """Keys (``<name>+<hex key ID>``) of the witnesses that cosigned the head of ``size``."""
+    return set(
+        conn.execute(sa.select(_cosigs.c.witness).where(_cosigs.c.tree == tree, _cosigs.c.size == size)).scalars()
+    )
+
+
+def insert_cosignature(conn: Connection, tree: int, size: int, witness: str, line: str, received_at: int) -> bool:
+    """Record a cosignature; False if this witness already cosigned this size."""
+    if witness in cosigning_witnesses(conn, tree, size):
+        return False
+    conn.execute(sa.insert(_cosigs).values(tree=tree, size=size, witness=witness, line=line, received_at=received_at))
+    return True
 
 
 # --- nodes -----------------------------------------------------------------------------
