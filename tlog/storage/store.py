@@ -89,13 +89,16 @@ def insert_tree(conn: Connection, info: TreeInfo) -> None:
 # --- tree heads ------------------------------------------------------------------------
 
 
+# Hot-path statements are built once with bind parameters: constructing a
+# SQLAlchemy statement costs more than running it on a warm connection.
+_head_cols = (_heads.c.size, _heads.c.root_hash, _heads.c.timestamp, _heads.c.checkpoint)
+_LATEST_HEAD = (
+    sa.select(*_head_cols).where(_heads.c.tree == sa.bindparam("tree")).order_by(_heads.c.size.desc()).limit(1)
+)
+
+
 def latest_head(conn: Connection, tree: int) -> TreeHeadRecord | None:
-    row = conn.execute(
-        sa.select(_heads.c.size, _heads.c.root_hash, _heads.c.timestamp, _heads.c.checkpoint)
-        .where(_heads.c.tree == tree)
-        .order_by(_heads.c.size.desc())
-        .limit(1)
-    ).first()
+    row = conn.execute(_LATEST_HEAD, {"tree": tree}).first()
     return TreeHeadRecord(*row) if row else None
 
 
@@ -119,13 +122,16 @@ def insert_head(conn: Connection, tree: int, head: TreeHeadRecord) -> None:
 # --- witness cosignatures ------------------------------------------------------------
 
 
+_COSIGNATURE_LINES = (
+    sa.select(_cosigs.c.line)
+    .where(_cosigs.c.tree == sa.bindparam("tree"), _cosigs.c.size == sa.bindparam("size"))
+    .order_by(_cosigs.c.witness)
+)
+
+
 def cosignature_lines(conn: Connection, tree: int, size: int) -> list[str]:
     """Cosignature lines collected for the head of ``size``, in a stable order."""
-    return list(
-        conn.execute(
-            sa.select(_cosigs.c.line).where(_cosigs.c.tree == tree, _cosigs.c.size == size).order_by(_cosigs.c.witness)
-        ).scalars()
-    )
+    return list(conn.execute(_COSIGNATURE_LINES, {"tree": tree, "size": size}).scalars())
 
 
 def cosigning_witnesses(conn: Connection, tree: int, size: int) -> set[str]:
@@ -146,6 +152,11 @@ def insert_cosignature(conn: Connection, tree: int, size: int, witness: str, lin
 # --- nodes -----------------------------------------------------------------------------
 
 
+_NODE_HASHES = sa.select(_nodes.c.key, _nodes.c.hash).where(
+    _nodes.c.tree == sa.bindparam("tree"), _nodes.c.key.in_(sa.bindparam("keys", expanding=True))
+)
+
+
 def get_node_hashes(conn: Connection, tree: int, ids: Sequence[NodeID]) -> list[bytes]:
     """Hashes of the given perfect-subtree nodes, in the order asked, in one query.
 
@@ -156,10 +167,7 @@ def get_node_hashes(conn: Connection, tree: int, ids: Sequence[NodeID]) -> list[
     keys = [node_key(n.level, n.index) for n in ids]
     found: dict[int, bytes] = {}
     for chunk in _chunks(sorted(set(keys))):
-        found.update(
-            conn.execute(sa.select(_nodes.c.key, _nodes.c.hash).where(_nodes.c.tree == tree, _nodes.c.key.in_(chunk)))
-            .all()
-        )
+        found.update(conn.execute(_NODE_HASHES, {"tree": tree, "keys": chunk}).all())
     try:
         return [found[k] for k in keys]
     except KeyError as exc:
@@ -195,19 +203,21 @@ def insert_nodes(conn: Connection, tree: int, nodes: Iterable[tuple[int, bytes]]
 # --- entries ---------------------------------------------------------------------------
 
 _entry_cols = (_entries.c.log_index, _entries.c.leaf_hash, _entries.c.body, _entries.c.integrated_time)
+_ENTRY = sa.select(*_entry_cols).where(
+    _entries.c.tree == sa.bindparam("tree"), _entries.c.log_index == sa.bindparam("log_index")
+)
+_ENTRY_BY_LEAF = sa.select(*_entry_cols).where(
+    _entries.c.tree == sa.bindparam("tree"), _entries.c.leaf_hash == sa.bindparam("leaf_hash")
+)
 
 
 def get_entry(conn: Connection, tree: int, log_index: int) -> EntryRecord | None:
-    row = conn.execute(
-        sa.select(*_entry_cols).where(_entries.c.tree == tree, _entries.c.log_index == log_index)
-    ).first()
+    row = conn.execute(_ENTRY, {"tree": tree, "log_index": log_index}).first()
     return EntryRecord(*row) if row else None
 
 
 def get_entry_by_leaf_hash(conn: Connection, tree: int, leaf_hash: bytes) -> EntryRecord | None:
-    row = conn.execute(
-        sa.select(*_entry_cols).where(_entries.c.tree == tree, _entries.c.leaf_hash == leaf_hash)
-    ).first()
+    row = conn.execute(_ENTRY_BY_LEAF, {"tree": tree, "leaf_hash": leaf_hash}).first()
     return EntryRecord(*row) if row else None
 
 
@@ -220,18 +230,16 @@ def get_entries_range(conn: Connection, tree: int, begin: int, end: int) -> list
     return [EntryRecord(*r) for r in rows]
 
 
+_LEAVES = sa.select(_entries.c.leaf_hash, _entries.c.log_index).where(
+    _entries.c.tree == sa.bindparam("tree"), _entries.c.leaf_hash.in_(sa.bindparam("leaves", expanding=True))
+)
+
+
 def find_leaf_hashes(conn: Connection, tree: int, leaf_hashes: Sequence[bytes]) -> dict[bytes, int]:
     """Which of these leaf hashes are already in the tree, and at what index."""
     found: dict[bytes, int] = {}
     for chunk in _chunks(list(set(leaf_hashes))):
-        found.update(
-            conn.execute(
-                sa.select(_entries.c.leaf_hash, _entries.c.log_index).where(
-                    _entries.c.tree == tree, _entries.c.leaf_hash.in_(chunk)
-                )
-            )
-            .all()
-        )
+        found.update(conn.execute(_LEAVES, {"tree": tree, "leaves": chunk}).all())
     return found
 
 
