@@ -2,7 +2,9 @@
 
 * the document validates as OpenAPI 3.0 and its examples match their schemas;
 * every Flask route is documented with its methods, and every documented
-  operation is routed;
+  operation is routed, on a server with everything on (the CA, which is the
+  default, and the development OIDC issuer); without the CA or the dev
+  issuer, their documented paths answer the documented 404;
 * live responses, success and error alike, on SQLite and PostgreSQL, match the
   documented status codes, headers, media types and schemas; requests the
   server accepts match the documented request schemas, and requests that break
@@ -19,12 +21,20 @@ import base64
 import copy
 import json
 import re
+import socket
+import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import jsonschema
+import jwt
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 from openapi_spec_validator import OpenAPIV30SpecValidator
 from openapi_spec_validator import validate as validate_openapi
 from werkzeug.exceptions import HTTPException
@@ -32,7 +42,11 @@ from werkzeug.routing import RequestRedirect
 
 import speclient
 from tlog.api import openapi
+from tlog.ca.devoidc import DevIssuer
+from tlog.checkpoint import open_checkpoint
+from tlog.config import Settings
 from tlog.errors import Unavailable
+from tlog.note import ECDSAVerifier
 
 DOC: dict[str, Any] = openapi.document()
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -215,12 +229,25 @@ def check_response(resp: Any, response: dict[str, Any], what: str) -> None:
         validate(resp.data.decode("utf-8"), schema, what)
 
 
+#: The server's public URL, on which the dev issuer's URLs are built. Nothing
+#: listens there and nothing needs to: the server trusts the dev issuer's keys
+#: in-process, so verifying its tokens makes no HTTP request.
+DEV_PUBLIC_URL = "http://127.0.0.1:1"
+
+
+def create_app(settings: Settings):  # type: ignore[no-untyped-def]
+    from tlog.api.app import create_app as create
+
+    return create(settings)
+
+
 @pytest.fixture
-def app(app):  # type: ignore[no-untyped-def]
-    """conftest's app, with the OpenAPI blueprint registered if app.py does not do it yet."""
-    if "openapi" not in app.blueprints:
-        app.register_blueprint(openapi.bp)
-    return app
+def app(settings: Settings):  # type: ignore[no-untyped-def]
+    """Everything on: the signing CA (the default) and the development OIDC issuer."""
+    app = create_app(settings.replace(dev_oidc=True, public_url=DEV_PUBLIC_URL))
+    assert app.extensions["tlog"].ca is not None and app.extensions["tlog"].ca.dev_issuer is not None
+    yield app
+    app.extensions["tlog"].engine.dispose()
 
 
 @pytest.fixture
@@ -279,26 +306,41 @@ def test_every_operation_documents_its_errors_as_error_objects() -> None:
 # --- (b) routes and documented paths agree --------------------------------------------
 
 
-def test_every_route_is_documented_and_every_documented_operation_is_routed(app) -> None:  # type: ignore[no-untyped-def]
-    adapter = app.url_map.bind("localhost")
-    routed = set()
-    for path, method in operations():
-        url = example_url(path, method)
-        try:
-            rule, _ = adapter.match(url, method=method.upper(), return_rule=True)
-        except (HTTPException, RequestRedirect) as exc:
-            pytest.fail(f"documented {method.upper()} {path} (as {url}) is not routed: {exc!r}")
-        routed.add((rule.rule, method.upper()))
-
-    routes = {
+def app_routes(app) -> set[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    """(rule, METHOD) of every route of ``app``."""
+    return {
         (rule.rule, m)
         for rule in app.url_map.iter_rules()
         if rule.endpoint != "static"
         for m in (rule.methods or set()) - AUTOMATIC
     }
+
+
+def routed_operations(app) -> tuple[set[tuple[str, str]], list[tuple[str, str]]]:  # type: ignore[no-untyped-def]
+    """The routes the documented operations reach, and the operations that reach none."""
+    adapter = app.url_map.bind("localhost")
+    routed, unrouted = set(), []
+    for path, method in operations():
+        url = example_url(path, method)
+        try:
+            rule, _ = adapter.match(url, method=method.upper(), return_rule=True)
+        except (HTTPException, RequestRedirect):
+            unrouted.append((path, method))
+            continue
+        routed.add((rule.rule, method.upper()))
+    return routed, unrouted
+
+
+def test_every_route_is_documented_and_every_documented_operation_is_routed(app) -> None:  # type: ignore[no-untyped-def]
+    routed, unrouted = routed_operations(app)
+    assert not unrouted, f"documented operations that are not routed: {unrouted}"
+    routes = app_routes(app)
     undocumented = routes - routed
     assert not undocumented, f"routes missing from openapi.yaml: {sorted(undocumented)}"
     assert routed == routes
+    # The app really has everything on: CA, certificate log and dev issuer.
+    for route in (("/api/v2/signingCert", "POST"), ("/certificates/checkpoint", "GET"), ("/oidc/github/jwks", "GET")):
+        assert route in routes, route
 
 
 def test_served_documents_are_the_file(api) -> None:  # type: ignore[no-untyped-def]
@@ -581,6 +623,7 @@ def test_server_side_failures(app, api, monkeypatch) -> None:  # type: ignore[no
     assert resp.status_code == 503 and resp.headers["Retry-After"] == "3"
 
     monkeypatch.setattr(svc.log, "latest_head", broken)
+    monkeypatch.setattr(svc.log, "latest_cosigned_head", broken)
     monkeypatch.setattr(svc.log, "entry_by_index", broken)
     monkeypatch.setattr(svc.log, "tile", broken)
     for url in ("/api/v1/log", "/checkpoint", "/api/v1/log/entries?logIndex=0", "/tile/0/000"):
@@ -599,3 +642,376 @@ def test_documented_request_examples_are_accepted(api) -> None:  # type: ignore[
         assert api.post("/api/v1/index/retrieve", json=example["value"]).status_code == 200, name
     found = api.post("/api/v1/index/retrieve", json=search["examples"]["byHash"]["value"]).get_json()
     assert len(found) == 2  # the hashedrekord entry and the DSSE statement's subject
+
+
+# --- (d) the signing CA, its certificate log and the development issuer ------------------
+
+SIGNING_CERT = "/api/v2/signingCert"
+_SIGNING_REQUEST = {"$ref": "#/components/schemas/CreateSigningCertificateRequest"}
+#: Operations served only with the CA, and only with the dev issuer: (method, example URL).
+CA_OPERATIONS = [
+    ("post", SIGNING_CERT),
+    ("get", "/api/v2/trustBundle"),
+    ("get", "/api/v2/configuration"),
+    ("get", "/certificates/checkpoint"),
+    ("get", "/certificates/tile/0/000"),
+    ("get", "/certificates/tile/0/000.p/1"),
+    ("get", "/certificates/tile/entries/000"),
+    ("get", "/certificates/tile/entries/000.p/1"),
+]
+DEV_OPERATIONS = [
+    ("get", "/oidc/.well-known/openid-configuration"),
+    ("get", "/oidc/jwks"),
+    ("get", "/oidc/github/.well-known/openid-configuration"),
+    ("get", "/oidc/github/jwks"),
+]
+FULCIO_EXTENSION_ISSUER = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
+
+
+def dev_issuer(app) -> DevIssuer:  # type: ignore[no-untyped-def]
+    dev = app.extensions["tlog"].ca.dev_issuer
+    assert dev is not None
+    return dev  # type: ignore[no-any-return]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def spki(key: Any) -> bytes:
+    public = key.public_key() if hasattr(key, "public_key") else key
+    return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)  # type: ignore[no-any-return]
+
+
+def csr_for(key: Any, *, encoding: serialization.Encoding = serialization.Encoding.PEM) -> str:
+    """``certificateSigningRequest`` as sigstore-python builds it: base64 of a PEM CSR."""
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.EMAIL_ADDRESS, "ignored@example.com")]))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return b64(csr.public_bytes(encoding))
+
+
+def public_key_request(key: ec.EllipticCurvePrivateKey, challenge: str, *, algorithm: str | None = "ECDSA") -> dict[str, Any]:
+    """``publicKeyRequest``: the PEM key and an ECDSA P-256/SHA-256 signature over ``challenge``."""
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    public_key: dict[str, Any] = {"content": pem}
+    if algorithm is not None:
+        public_key["algorithm"] = algorithm
+    return {"publicKey": public_key, "proofOfPossession": b64(key.sign(challenge.encode(), ec.ECDSA(hashes.SHA256())))}
+
+
+def check_issued(resp: Any, key: Any, *, issuer: str, email: str | None = None, uri: str | None = None) -> x509.Certificate:
+    """A 200 whose chain is [leaf, intermediate, root], the leaf certifying ``key`` for the identity."""
+    assert resp.status_code == 200, resp.get_json()
+    pems = resp.get_json()["signedCertificateEmbeddedSct"]["chain"]["certificates"]
+    leaf, intermediate, root = (x509.load_pem_x509_certificate(p.encode()) for p in pems)
+    leaf.verify_directly_issued_by(intermediate)
+    intermediate.verify_directly_issued_by(root)
+    root.verify_directly_issued_by(root)
+    assert spki(leaf.public_key()) == spki(key)
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert san.critical
+    assert san.value.get_values_for_type(x509.RFC822Name) == ([email] if email else [])
+    assert san.value.get_values_for_type(x509.UniformResourceIdentifier) == ([uri] if uri else [])
+    assert leaf.extensions.get_extension_for_oid(FULCIO_EXTENSION_ISSUER).value.value == issuer.encode()
+    leaf.extensions.get_extension_for_oid(x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2"))  # the embedded SCT
+    return leaf
+
+
+def tree_size(checkpoint: str) -> int:
+    return int(checkpoint.split("\n")[1])
+
+
+def test_signing_certificate_with_a_csr(app, api) -> None:  # type: ignore[no-untyped-def]
+    dev = dev_issuer(app)
+    key = new_key()
+    # sigstore-python's request: the token in the header, a base64 PEM CSR in the body.
+    headers = {**bearer(dev.mint("alice@example.com")), "Accept": "application/pem-certificate-chain"}
+    resp = api.post(SIGNING_CERT, json={"certificateSigningRequest": csr_for(key)}, headers=headers)
+    check_issued(resp, key, issuer=dev.email_issuer, email="alice@example.com")
+    chain = resp.get_json()["signedCertificateEmbeddedSct"]["chain"]["certificates"]
+    assert [{"certificates": chain[1:]}] == api.get("/api/v2/trustBundle").get_json()["chains"]
+
+    # The token in credentials instead, a DER CSR, and an explicit null for the other key form.
+    body = {
+        "credentials": {"oidcIdentityToken": dev.mint("alice@example.com")},
+        "certificateSigningRequest": csr_for(key, encoding=serialization.Encoding.DER),
+        "publicKeyRequest": None,
+    }
+    check_issued(api.post(SIGNING_CERT, json=body), key, issuer=dev.email_issuer, email="alice@example.com")
+
+    # A GitHub-Actions-shaped token gets the workflow identity.
+    github = dev.mint("octo-org/octo-repo", type="github")
+    resp = api.post(SIGNING_CERT, json={"certificateSigningRequest": csr_for(key)}, headers=bearer(github))
+    workflow = "https://github.com/octo-org/octo-repo/.github/workflows/release.yml@refs/heads/main"
+    check_issued(resp, key, issuer=dev.github_issuer, uri=workflow)
+
+
+def test_signing_certificate_with_a_public_key_request(app, api) -> None:  # type: ignore[no-untyped-def]
+    dev = dev_issuer(app)
+    challenge = {i["issuerUrl"]: i["challengeClaim"] for i in api.get("/api/v2/configuration").get_json()["issuers"]}
+    assert challenge[dev.email_issuer] == "email" and challenge[dev.github_issuer] == "sub"
+
+    # Email issuer: the proof of possession signs the email address (ECDSA P-256, SHA-256).
+    key = new_key()
+    token = dev.mint("alice@example.com")
+    body = {"credentials": {"oidcIdentityToken": token}, "publicKeyRequest": public_key_request(key, "alice@example.com")}
+    check_issued(api.post(SIGNING_CERT, json=body), key, issuer=dev.email_issuer, email="alice@example.com")
+    for algorithm in (None, "PUBLIC_KEY_ALGORITHM_UNSPECIFIED"):
+        body = {"publicKeyRequest": public_key_request(key, "alice@example.com", algorithm=algorithm)}
+        check_issued(api.post(SIGNING_CERT, json=body, headers=bearer(token)), key, issuer=dev.email_issuer, email="alice@example.com")
+
+    # GitHub issuer: it signs the token's sub.
+    github = dev.mint("octo-org/octo-repo", type="github")
+    sub = jwt.decode(github, options={"verify_signature": False})["sub"]
+    assert sub == "repo:octo-org/octo-repo:ref:refs/heads/main"
+    body = {"publicKeyRequest": public_key_request(key, sub)}
+    workflow = "https://github.com/octo-org/octo-repo/.github/workflows/release.yml@refs/heads/main"
+    check_issued(api.post(SIGNING_CERT, json=body, headers=bearer(github)), key, issuer=dev.github_issuer, uri=workflow)
+    # ... and a signature over anything else (here the repository) is no proof.
+    body = {"publicKeyRequest": public_key_request(key, "octo-org/octo-repo")}
+    assert api.post(SIGNING_CERT, json=body, headers=bearer(github)).status_code == 400
+
+
+def test_documented_signing_requests_are_accepted(app, api) -> None:  # type: ignore[no-untyped-def]
+    """The examples carry a real CSR and a real proof of possession; only the token expires."""
+    dev = dev_issuer(app)
+    token = dev.mint("alice@example.com")
+    examples = DOC["paths"][SIGNING_CERT]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    csr = copy.deepcopy(deref(examples["csr"])["value"])
+    resp = api.post(SIGNING_CERT, json=csr, headers=bearer(token))
+    assert resp.status_code == 200, resp.get_json()
+    pkr = copy.deepcopy(deref(examples["publicKeyRequest"])["value"])
+    pkr["credentials"]["oidcIdentityToken"] = token
+    resp = api.post(SIGNING_CERT, json=pkr)
+    key = serialization.load_pem_public_key(pkr["publicKeyRequest"]["publicKey"]["content"].encode())
+    check_issued(resp, key, issuer=dev.email_issuer, email="alice@example.com")
+
+
+def _tampered_der_csr(key: Any) -> str:
+    der = bytearray(base64.b64decode(csr_for(key, encoding=serialization.Encoding.DER)))
+    der[-1] ^= 0x01  # the last byte of the signature's s: still DER, no longer valid
+    return b64(bytes(der))
+
+
+def test_signing_certificate_errors(app, api) -> None:  # type: ignore[no-untyped-def]
+    dev = dev_issuer(app)
+    key = new_key()
+    good = {"certificateSigningRequest": csr_for(key)}
+    alice = dev.mint("alice@example.com")
+    stranger = DevIssuer("https://issuer.example.com", new_key()).mint("mallory@example.com")
+
+    # 401: no usable token.
+    for headers, body in [
+        ({}, good),
+        ({}, {**good, "credentials": None}),
+        ({}, {**good, "credentials": {"oidcIdentityToken": ""}}),
+        ({"Authorization": "Basic " + b64(b"alice:secret")}, good),
+        ({"Authorization": "Bearer"}, good),
+        (bearer("not-a-jwt"), good),
+        (bearer(alice[: alice.rindex(".") + 1] + "A" * 86), good),  # signature replaced
+        (bearer(dev.mint("alice@example.com", audience="somebody-else")), good),
+        (bearer(dev.mint("alice@example.com", issued_at=time.time() - 3600)), good),  # expired
+        (bearer(dev.mint("alice@example.com", issued_at=time.time() + 3600)), good),  # not yet valid
+        (bearer(jwt.encode({"iss": dev.email_issuer, "sub": "a@example.com"}, "s" * 32, algorithm="HS256")), good),
+    ]:
+        resp = api.post(SIGNING_CERT, json=body, headers=headers)
+        assert resp.status_code == 401, (headers, body, resp.get_json())
+
+    # 403: a verified token this CA will not certify.
+    for token in (stranger, dev.mint("bob@example.com", extra_claims={"email_verified": False})):
+        resp = api.post(SIGNING_CERT, json=good, headers=bearer(token))
+        assert resp.status_code == 403, resp.get_json()
+    assert "not allowed" in api.post(SIGNING_CERT, json=good, headers=bearer(stranger)).get_json()["message"]
+
+    # 400: the token is fine, the request is not. (request, whether the documented schema rejects it)
+    pkr = public_key_request(key, "alice@example.com")
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    bad_requests: list[tuple[Any, bool]] = [
+        ({}, True),
+        ({"certificateSigningRequest": None, "publicKeyRequest": None}, True),
+        ({**good, "publicKeyRequest": pkr}, True),
+        ({"certificate_signing_request": good["certificateSigningRequest"]}, True),
+        ({**good, "extra": 1}, True),
+        ({"certificateSigningRequest": "not base64!"}, True),
+        ({"certificateSigningRequest": 5}, True),
+        ({"certificateSigningRequest": b64(b"not a CSR at all")}, False),
+        ({"certificateSigningRequest": _tampered_der_csr(key)}, False),
+        ({"certificateSigningRequest": csr_for(weak)}, False),  # RSA-1024
+        ({"publicKeyRequest": public_key_request(key, "bob@example.com")}, False),  # signs the wrong email
+        ({"publicKeyRequest": {**pkr, "publicKey": {**pkr["publicKey"], "algorithm": "ED25519"}}}, False),
+        ({"publicKeyRequest": {**pkr, "publicKey": {**pkr["publicKey"], "algorithm": 2}}}, True),
+        ({"publicKeyRequest": {**pkr, "publicKey": {"content": "not a PEM key"}}}, False),
+        ({"publicKeyRequest": {**pkr, "publicKey": {"content": 5}}}, True),
+        ({"publicKeyRequest": {"publicKey": pkr["publicKey"]}}, True),
+        ({"publicKeyRequest": {**pkr, "proofOfPossession": "!!"}}, True),
+        ({"publicKeyRequest": "x"}, True),
+        ([good], True),
+    ]
+    for body, schema_rejects in bad_requests:
+        resp = api.post(SIGNING_CERT, json=body, headers=bearer(alice))
+        assert resp.status_code == 400, (body, resp.get_json())
+        assert is_valid(body, _SIGNING_REQUEST) is not schema_rejects, body
+    resp = api.post(SIGNING_CERT, json={**good, "credentials": {"oidcIdentityToken": 5}})
+    assert resp.status_code == 400 and not is_valid({**good, "credentials": {"oidcIdentityToken": 5}}, _SIGNING_REQUEST)
+    for data in (b"{not json", b"", b"\xff\xfe", b"null"):
+        resp = api.post(SIGNING_CERT, data=data, content_type="application/json", headers=bearer(alice))
+        assert resp.status_code == 400, data
+
+    resp = api.post(SIGNING_CERT, data=json.dumps({**good, "pad": "x" * (200 * 1024)}), content_type="application/json")
+    assert resp.status_code == 413 and "131072" in resp.get_json()["message"]
+
+    for method, url in [("get", SIGNING_CERT), ("put", SIGNING_CERT), ("post", "/api/v2/trustBundle"),
+                        ("delete", "/api/v2/configuration"), ("post", "/certificates/checkpoint"),
+                        ("post", "/oidc/jwks"), ("put", "/oidc/github/.well-known/openid-configuration")]:
+        assert api.open(method, url).status_code == 405, (method, url)
+
+    # Nothing refused was certified: the certificate log is still empty.
+    assert tree_size(api.get("/certificates/checkpoint").data.decode()) == 0
+
+
+def _dead_url() -> str:
+    """A loopback URL nothing listens on (connection refused at once)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_signing_certificate_issuer_unavailable(settings: Settings, tmp_path: Path) -> None:
+    issuer = _dead_url() + "/oidc"
+    config = tmp_path / "issuers.yaml"
+    config.write_text(f"issuers:\n  - url: {issuer}\n    type: email\n", encoding="utf-8")
+    app = create_app(settings.replace(oidc_issuers=config))
+    try:
+        api = CheckedClient(app.test_client())
+        assert api.get("/api/v2/configuration").get_json() == {
+            "issuers": [{"issuerUrl": issuer, "audience": "sigstore", "challengeClaim": "email"}]
+        }
+        token = DevIssuer(issuer, new_key()).mint("alice@example.com")
+        for _ in range(2):  # the second is answered from the failure, without waiting for the issuer
+            resp = api.post(SIGNING_CERT, json={"certificateSigningRequest": csr_for(new_key())}, headers=bearer(token))
+            assert resp.status_code == 503, resp.get_json()
+            assert issuer in resp.get_json()["message"] and int(resp.headers["Retry-After"]) >= 1
+        assert tree_size(api.get("/certificates/checkpoint").data.decode()) == 0
+    finally:
+        app.extensions["tlog"].engine.dispose()
+
+
+def test_trust_bundle_and_configuration(app, api) -> None:  # type: ignore[no-untyped-def]
+    dev = dev_issuer(app)
+    [chain] = api.get("/api/v2/trustBundle").get_json()["chains"]
+    intermediate, root = (x509.load_pem_x509_certificate(p.encode()) for p in chain["certificates"])
+    intermediate.verify_directly_issued_by(root)
+    root.verify_directly_issued_by(root)
+    for cert in (intermediate, root):
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints)
+        assert constraints.critical and constraints.value.ca
+
+    issuers = api.get("/api/v2/configuration").get_json()["issuers"]
+    assert [(i["issuerUrl"], i["challengeClaim"]) for i in issuers] == [
+        ("https://token.actions.githubusercontent.com", "sub"),
+        ("https://gitlab.com", "sub"),
+        ("https://accounts.google.com", "email"),
+        ("https://oauth2.sigstore.dev/auth", "email"),
+        (dev.email_issuer, "email"),
+        (dev.github_issuer, "sub"),
+    ]
+    assert {i["audience"] for i in issuers} == {"sigstore"}
+    assert dev.email_issuer == DEV_PUBLIC_URL + "/oidc"
+
+
+def test_certificate_log(app, api, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    ca = app.extensions["tlog"].ca
+    dev = dev_issuer(app)
+    assert tree_size(api.get("/certificates/checkpoint").data.decode()) == 0
+    for url in ("/certificates/tile/0/000.p/1", "/certificates/tile/entries/000.p/1",
+                "/certificates/tile/0/000", "/certificates/tile/entries/000"):
+        assert api.get(url).status_code == 404, url
+
+    key = new_key()
+    token = dev.mint("alice@example.com")
+    first = check_issued(api.post(SIGNING_CERT, json={"certificateSigningRequest": csr_for(key)}, headers=bearer(token)),
+                         key, issuer=dev.email_issuer, email="alice@example.com")
+    ders = [first.public_bytes(serialization.Encoding.DER)]
+
+    checkpoint = api.get("/certificates/checkpoint").data.decode()
+    origin, size, root_hash = checkpoint.split("\n")[:3]
+    assert origin == settings.origin + "/certificates" and size == "1"
+    # One leaf: the root is the RFC 6962 leaf hash of the DER certificate itself.
+    assert base64.b64decode(root_hash) == speclient.leaf_hash(ders[0])
+    assert api.get("/certificates/tile/0/000.p/1").data == speclient.leaf_hash(ders[0])
+    assert api.get("/certificates/tile/entries/000.p/1").data == len(ders[0]).to_bytes(2, "big") + ders[0]
+    # Signed by the CT key (key hint: its log ID) and the Ed25519 key.
+    open_checkpoint(checkpoint, [ECDSAVerifier(origin, ca.keys.ct_key.public_key())])
+    signatures = checkpoint.split("\n\n", 1)[1].splitlines()
+    assert len(signatures) == 2
+    assert base64.b64decode(signatures[0].rsplit(" ", 1)[1])[:4] == ca.keys.ct_log_id[:4]
+
+    body = {"publicKeyRequest": public_key_request(key, "alice@example.com")}
+    second = check_issued(api.post(SIGNING_CERT, json=body, headers=bearer(token)), key, issuer=dev.email_issuer, email="alice@example.com")
+    ders.append(second.public_bytes(serialization.Encoding.DER))
+    assert tree_size(api.get("/certificates/checkpoint").data.decode()) == 2
+    assert api.get("/certificates/tile/0/000.p/2").data == b"".join(speclient.leaf_hash(d) for d in ders)
+    assert api.get("/certificates/tile/entries/000.p/2").data == b"".join(len(d).to_bytes(2, "big") + d for d in ders)
+    assert api.get("/certificates/tile/entries/000.p/1").data == len(ders[0]).to_bytes(2, "big") + ders[0]
+
+    for url, status in [
+        ("/certificates/tile/0/000.p/3", 404),
+        ("/certificates/tile/1/000.p/1", 404),
+        ("/certificates/tile/0/000", 404),
+        ("/certificates/tile/entries/000", 404),
+        ("/certificates/tile/entries/000.p/3", 404),
+        ("/certificates/tile/0/0", 400),
+        ("/certificates/tile/0/000.p/0", 400),
+        ("/certificates/tile/0/x000/000", 400),
+        ("/certificates/tile/64/000", 400),
+        ("/certificates/tile/entries/000.p/256", 400),
+        ("/certificates/nothing", 404),
+    ]:
+        assert api.get(url).status_code == status, url
+
+    # The entry log is a different tree and saw none of it.
+    assert api.get("/api/v1/log").get_json()["treeSize"] == 0
+    assert tree_size(api.get("/checkpoint").data.decode()) == 0
+
+
+def test_dev_issuer_discovery_and_keys(app, api) -> None:  # type: ignore[no-untyped-def]
+    dev = dev_issuer(app)
+    for issuer, token in ((dev.email_issuer, dev.mint("alice@example.com")),
+                          (dev.github_issuer, dev.mint("octo-org/octo-repo", type="github"))):
+        document = api.get(urlsplit(issuer).path + "/.well-known/openid-configuration").get_json()
+        assert document["issuer"] == issuer and document["jwks_uri"] == issuer + "/jwks"
+        jwks = api.get(urlsplit(document["jwks_uri"]).path).get_json()
+        assert jwks == dev.jwks()
+        # Everything a verifier needs to check the issuer's tokens is served.
+        key = jwt.PyJWKSet.from_dict(jwks)[jwt.get_unverified_header(token)["kid"]]
+        claims = jwt.decode(token, key=key, algorithms=document["id_token_signing_alg_values_supported"],
+                            audience="sigstore", issuer=document["issuer"])
+        assert set(claims) <= set(document["claims_supported"])
+
+
+def test_ca_and_dev_paths_answer_404_when_off(settings: Settings) -> None:
+    """Without --dev-oidc (the default), and with --no-ca: fewer routes, all documented, the rest 404."""
+    for changes, absent in (({}, DEV_OPERATIONS), ({"ca": False}, CA_OPERATIONS + DEV_OPERATIONS)):
+        app = create_app(settings.replace(**changes))
+        try:
+            routed, unrouted = routed_operations(app)
+            assert app_routes(app) == routed, changes
+            assert sorted(unrouted) == sorted((documented_path(url, method), method) for method, url in absent), changes
+            api = CheckedClient(app.test_client())
+            for method, url in absent:
+                assert api.open(method, url).status_code == 404, (changes, method, url)
+        finally:
+            app.extensions["tlog"].engine.dispose()

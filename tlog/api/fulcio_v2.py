@@ -47,7 +47,8 @@ def signing_cert() -> tuple[Response, int]:
 
     issued = ca.authority.issue(public_key, identity)
     _log_certificate(ca, issued.certificate.public_bytes(serialization.Encoding.DER), identity)
-    return jsonify({"signedCertificateEmbeddedSct": {"chain": {"certificates": list(issued.chain_pem)}}}), 201
+    # 200, as Fulcio's v2 API answers (only its legacy v1 API used 201).
+    return jsonify({"signedCertificateEmbeddedSct": {"chain": {"certificates": list(issued.chain_pem)}}}), 200
 
 
 def _log_certificate(ca: CAServices, der: bytes, identity: Identity) -> None:
