@@ -105,6 +105,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class PortTaken(Exception):
+    pass
+
+
 class LiveServer:
     """A real ``tlog serve`` (gunicorn) process on a loopback port."""
 
@@ -119,6 +123,17 @@ class LiveServer:
         self.log_path = settings.data_dir.parent / f"server-{self.port}.log"
 
     def start(self, timeout: float = 30.0) -> LiveServer:
+        # Another test process may grab our free port between probe and bind
+        # (tests run in parallel): then try again on a new port.
+        for _attempt in range(3):
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+        raise RuntimeError("no free port after 3 attempts")
+
+    def _start(self, timeout: float) -> LiveServer:
         args = [
             sys.executable, "-m", "tlog.cli", "serve",
             "--host", "127.0.0.1", "--port", str(self.port),
@@ -137,6 +152,9 @@ class LiveServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self._logf.close()
+                if "Address already in use" in self.log():
+                    raise PortTaken(self.port)
                 raise RuntimeError(f"tlog serve exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
