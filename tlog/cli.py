@@ -153,6 +153,7 @@ def info(data_dir: Path, database_url: str | None) -> None:
             "treeSize": head.size,
             "rootHash": head.root_hash.hex(),
             "publicKey": svc.log.keys.public_key_pem.decode(),
+            "vkeys": svc.log.vkeys,
             "checkpoint": head.checkpoint,
         },
         sys.stdout,

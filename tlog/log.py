@@ -24,7 +24,7 @@ from tlog import merkle
 from tlog.checkpoint import Checkpoint, add_signatures, sign_checkpoint
 from tlog.errors import BadRequest, NotFound, TlogError
 from tlog.keys import LogKeys
-from tlog.note import ECDSASigner, Ed25519Signer, NoteSigner
+from tlog.note import ECDSASigner, Ed25519Signer, NoteSigner, vkey
 from tlog.storage import store
 from tlog.storage.store import EntryRecord, TreeHeadRecord, TreeInfo
 
@@ -135,6 +135,11 @@ class TransparencyLog:
             return existing
 
     # --- identifiers and signatures ----------------------------------------------------
+
+    @property
+    def vkeys(self) -> list[str]:
+        """C2SP verifier keys of the checkpoint signatures (ECDSA, then Ed25519), for witnesses and monitors."""
+        return [vkey(s.verifier()) for s in self.signers]  # type: ignore[attr-defined]
 
     def entry_uuid(self, leaf_hash: bytes) -> str:
         """Rekor's entry UUID: 16 hex digits of tree ID, then the 64-hex leaf hash."""
