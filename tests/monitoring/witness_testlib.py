@@ -1,7 +1,7 @@
 """Test helpers for the witness tests: an in-memory log that signs checkpoints
 and builds real RFC 6962 consistency proofs (tlog.merkle), and body builders.
 
-Imported by tests/monitor/test_witness_*.py (same directory, pytest's default
+Imported by tests/monitoring/test_witness_*.py (same directory, pytest's default
 "prepend" import mode) and by the multi-process worker script.
 """
 
