@@ -97,7 +97,9 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, threads: in
         "control_socket_disable": True,
     }
     log.info("serving on %s with %d workers x %d threads", options["bind"], workers, threads)
+    # Every request thread and both sequencers may hold a connection at once.
+    worker_settings = settings.replace(pool_size=max(settings.pool_size, threads + 4))
     try:
-        TlogServer(settings, options).run()
+        TlogServer(worker_settings, options).run()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
