@@ -51,6 +51,7 @@ def main() -> None:
 @click.option("--ecdsa-key", type=click.Path(dir_okay=False, path_type=Path), help="PEM ECDSA P-256 log key (default: generated in the data dir).")
 @click.option("--ed25519-key", type=click.Path(dir_okay=False, path_type=Path), help="PEM Ed25519 checkpoint key (default: generated in the data dir).")
 @click.option("--max-request-bytes", type=click.IntRange(1024, 64 << 20), default=128 * 1024, show_default=True)
+@click.option("--log/--no-log", "serve_log", default=True, show_default=True, help="Serve the entry log (Rekor v1 API and tiles).")
 @click.option("--ca/--no-ca", default=True, show_default=True, help="Serve the Fulcio-compatible signing CA and its certificate log.")
 @click.option(
     "--oidc-issuers",
@@ -79,6 +80,7 @@ def serve(
     ecdsa_key: Path | None,
     ed25519_key: Path | None,
     max_request_bytes: int,
+    serve_log: bool,
     ca: bool,
     oidc_issuers: Path | None,
     dev_oidc: bool,
@@ -87,7 +89,12 @@ def serve(
     access_log: bool,
     debug: bool,
 ) -> None:
-    """Serve the log (Rekor v1 API, tiles, checkpoints) and the CA (Fulcio v2 API) with gunicorn."""
+    """Serve the log (Rekor v1 API, tiles, checkpoints) and the CA (Fulcio v2 API) with gunicorn.
+
+    --no-log or --no-ca deploy either on its own; both share the database.
+    """
+    if not serve_log and not ca:
+        raise click.UsageError("--no-log and --no-ca together would serve nothing")
     settings = _settings(
         data_dir,
         database_url,
@@ -95,6 +102,7 @@ def serve(
         ecdsa_key=ecdsa_key,
         ed25519_key=ed25519_key,
         max_request_bytes=max_request_bytes,
+        log=serve_log,
         ca=ca,
         oidc_issuers=oidc_issuers,
         dev_oidc=dev_oidc,

@@ -48,6 +48,8 @@ class Settings:
     submit_timeout: float = 30.0
     #: Connection pool size per worker process.
     pool_size: int = 8
+    #: Serve the entry log's APIs (Rekor v1 and tiles at the root).
+    log: bool = True
     #: Serve the Fulcio-compatible CA (``/api/v2/...``) and its certificate log.
     ca: bool = True
     #: YAML file of allowed OIDC issuers (see README "Configuring issuers");

@@ -675,3 +675,20 @@ def test_concurrent_issuance_on_live_server(settings: Settings) -> None:
         assert speclient.root_of([speclient.leaf_hash(d) for d in logged]) == cp.root
     finally:
         server.stop()
+
+
+def test_the_ca_deploys_on_its_own(settings: Settings) -> None:
+    """`tlog serve --no-log`: the CA and its certificate log, without the entry log's API."""
+    from tlog.api.app import create_app
+
+    ca_only = create_app(settings.replace(log=False, dev_oidc=True, public_url="http://127.0.0.1:1"))
+    try:
+        client = ca_only.test_client()
+        token = ca_only.extensions["tlog"].ca.dev_issuer.mint("solo@example.com")
+        resp = client.post(SIGNING_CERT, json={"certificateSigningRequest": b64(csr_pem(p256()))}, headers=bearer(token))
+        assert resp.status_code == 200, resp.get_json()
+        assert client.get("/certificates/checkpoint").data.split(b"\n")[1] == b"1"
+        for path in ("/api/v1/log", "/checkpoint", "/api/v1/log/publicKey"):
+            assert client.get(path).status_code == 404, path
+    finally:
+        ca_only.extensions["tlog"].engine.dispose()

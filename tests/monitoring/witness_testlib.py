@@ -8,11 +8,17 @@ Imported by tests/monitoring/test_witness_*.py (same directory, pytest's default
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from flask import Flask
+from werkzeug.serving import make_server
+
+from monitor.witness import WitnessConfig, WitnessState, load_or_create_key, witness_blueprint
 from tlog.checkpoint import Checkpoint, sign_checkpoint
 from tlog.merkle import CompactRange, consistency, hash_leaf, root_from_leaf_hashes
 from tlog.note import ECDSASigner, Ed25519Signer, NoteSigner, vkey
@@ -87,3 +93,20 @@ def ecdsa_log(origin: str, key_name: str) -> FakeLog:
     """A Rekor-v1-style log: origin differs from the (ECDSA) key name."""
     key = ec.derive_private_key(0x5EED, ec.SECP256R1())
     return FakeLog(origin, signer=ECDSASigner(key_name, key))
+
+
+class WitnessServer:
+    def __init__(self, state_dir: Path, log_vkeys: list[str]) -> None:
+        self.key = load_or_create_key(state_dir, name="witness.test/w1")
+        config = WitnessConfig.from_vkeys(log_vkeys)
+        app = Flask("witness")
+        app.register_blueprint(witness_blueprint(config, WitnessState.open(state_dir), self.key))
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()

@@ -22,9 +22,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fla
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["tlog"] = Services.open(settings, migrate=migrate)
     errors.register(app)
-    app.register_blueprint(rekor_v1.bp)
     app.register_blueprint(openapi.bp)
-    app.register_blueprint(tiles.make_blueprint("tiles", "", lambda: services().log))
+    if settings.log:
+        app.register_blueprint(rekor_v1.bp)
+        app.register_blueprint(tiles.make_blueprint("tiles", "", lambda: services().log))
     svc = app.extensions["tlog"]
     if svc.ca is not None:
         app.register_blueprint(fulcio_v2.bp)

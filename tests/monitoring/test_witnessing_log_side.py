@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,35 +9,17 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy as sa
-from flask import Flask
-from werkzeug.serving import make_server
 
 import speclient
 from conftest import LiveServer
-from monitor.witness import WitnessConfig, WitnessState, load_or_create_key, vkey, witness_blueprint
+from monitor.witness import load_or_create_key, vkey
+from witness_testlib import WitnessServer
 from tlog.api.state import Services
 from tlog.checkpoint import open_checkpoint
 from tlog.config import Settings
 from tlog.note import verifier_from_vkey
 
 pytestmark = pytest.mark.slow
-
-
-class WitnessServer:
-    def __init__(self, state_dir: Path, log_vkeys: list[str]) -> None:
-        self.key = load_or_create_key(state_dir, name="witness.test/w1")
-        config = WitnessConfig.from_vkeys(log_vkeys)
-        app = Flask("witness")
-        app.register_blueprint(witness_blueprint(config, WitnessState.open(state_dir), self.key))
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
 
 
 @pytest.fixture
