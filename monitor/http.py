@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify
-from gunicorn.app.base import BaseApplication
 
 from monitor.daemon import MonitorContext, run
 from monitor.metrics import CONTENT_TYPE
+from tlog.server import GunicornApp
 
 __all__ = ["create_app", "serve", "start_loop"]
 
@@ -72,22 +72,6 @@ def start_loop(ctx: MonitorContext) -> threading.Thread:
     return thread
 
 
-class _MonitorServer(BaseApplication):  # type: ignore[misc]
-    def __init__(self, factory: Callable[[], Flask], options: dict[str, Any]) -> None:
-        self.factory = factory
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            if key in self.cfg.settings and value is not None:
-                self.cfg.set(key, value)
-
-    def load(self) -> Flask:
-        # Called in the worker (no preload): the loop thread starts there.
-        return self.factory()
-
-
 def serve(
     ctx: MonitorContext,
     *,
@@ -125,4 +109,4 @@ def serve(
         "control_socket_disable": True,
     }
     log.info("tlog-monitor listening on %s", options["bind"])
-    _MonitorServer(factory, options).run()
+    GunicornApp(factory, options).run()

@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -25,9 +26,12 @@ def default_workers() -> int:
     return max(2, os.cpu_count() or 1)
 
 
-class TlogServer(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
-        self.settings = settings
+class GunicornApp(BaseApplication):  # type: ignore[misc]
+    """gunicorn run from code: ``options`` are gunicorn settings, ``factory``
+    builds the WSGI app in each worker after the fork (no preload)."""
+
+    def __init__(self, factory: Callable[[], Any], options: dict[str, Any]) -> None:
+        self.factory = factory
         self.options = options
         super().__init__()
 
@@ -37,9 +41,13 @@ class TlogServer(BaseApplication):  # type: ignore[misc]
                 self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from tlog.api.app import create_app
+        return self.factory()
 
-        return create_app(self.settings, migrate=False)
+
+def _create_app(settings: Settings) -> Any:
+    from tlog.api.app import create_app
+
+    return create_app(settings, migrate=False)
 
 
 def _child_exit(_server: Any, worker: Any) -> None:
@@ -100,6 +108,6 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, threads: in
     # Every request thread and both sequencers may hold a connection at once.
     worker_settings = settings.replace(pool_size=max(settings.pool_size, threads + 4))
     try:
-        TlogServer(worker_settings, options).run()
+        GunicornApp(lambda: _create_app(worker_settings), options).run()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)

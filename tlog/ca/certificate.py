@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
+from tlog.ca.identity import der_utf8string
 from tlog.ca.pki import CAKeys, signature_hash_for, subject_key_identifier
 from tlog.ca.sct import SCT_LIST_OID, sct_list_extension_value, sign_precert_sct
 from tlog.errors import BadRequest, Internal
@@ -118,17 +119,6 @@ def check_subject_public_key(key: object) -> SubjectPublicKey:
     raise BadRequest(f"unsupported public key type: {type(key).__name__}")
 
 
-def _der_utf8string(text: str) -> bytes:
-    raw = text.encode("utf-8")
-    n = len(raw)
-    if n < 0x80:
-        length = bytes([n])
-    else:
-        body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-        length = bytes([0x80 | len(body)]) + body
-    return b"\x0c" + length + raw
-
-
 def _identity_extensions(identity: IdentityLike) -> list[x509.UnrecognizedExtension]:
     """The identity's extensions as given, after checks that catch encoding bugs (``Internal``).
 
@@ -148,7 +138,7 @@ def _identity_extensions(identity: IdentityLike) -> list[x509.UnrecognizedExtens
         out.append(x509.UnrecognizedExtension(ObjectIdentifier(oid), value))
     if values.get(ISSUER_V1_OID) != identity.issuer.encode("utf-8"):
         raise Internal(f"identity extension {ISSUER_V1_OID} must be present and hold the raw issuer URL")
-    if ISSUER_V2_OID in values and values[ISSUER_V2_OID] != _der_utf8string(identity.issuer):
+    if ISSUER_V2_OID in values and values[ISSUER_V2_OID] != der_utf8string(identity.issuer):
         raise Internal(f"identity extension {ISSUER_V2_OID} must hold the issuer URL as a DER UTF8String")
     return out
 
