@@ -206,11 +206,6 @@ class TransparencyLog:
                 raise NotFound(f"no entry with UUID {self.entry_uuid(leaf_hash)}")
             return Inclusion(entry, head, self._inclusion(conn, entry.log_index, head.size))
 
-    def inclusion_at(self, entry: EntryRecord, head: TreeHeadRecord) -> Inclusion:
-        """Prove ``entry`` against a given head (the one that integrated it)."""
-        with self.engine.connect() as conn:
-            return Inclusion(entry, head, self._inclusion(conn, entry.log_index, head.size))
-
     def consistency_proof(self, *, size1: int, size2: int) -> tuple[TreeHeadRecord, list[bytes]]:
         """Proof that the tree of ``size1`` is a prefix of the tree of ``size2``.
 

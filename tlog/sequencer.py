@@ -19,7 +19,8 @@ Read this file top to bottom.
       and collect every new perfect-subtree node;
    e. sign the new tree head (ECDSA for Rekor clients, Ed25519 for C2SP
       witnesses);
-   f. insert entries, nodes, search keys and the tree head, and COMMIT.
+   f. insert entries, nodes, search keys and the tree head;
+   g. build each new entry's inclusion proof (one read), and COMMIT.
 
    The commit is the point of no return and the only one. If the process dies
    anywhere before it, the database rolls the whole batch back: no index is
@@ -28,7 +29,7 @@ Read this file top to bottom.
    (SQLite ``synchronous=FULL`` / PostgreSQL's WAL) and only the answers are
    lost; the clients retry and get 409 with the entry's location.
 3. The sequencer thread wakes the waiting request threads, which sign the
-   SET, build the inclusion proof and answer.
+   SET and answer.
 
 Batching is what makes throughput grow with concurrency: while one batch
 holds the lock, the next one accumulates, and it costs one lock, one
@@ -60,10 +61,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Integrated:
-    """A submission's outcome: the stored entry and the head that first included it."""
+    """A submission's outcome: the stored entry, the head that first included
+    it, and the inclusion proof against that head."""
 
     entry: EntryRecord
     head: TreeHeadRecord
+    proof: list[bytes]
 
 
 def integrate(tlog: TransparencyLog, batch: Sequence[CanonicalEntry]) -> list[Integrated | Conflict]:
@@ -122,9 +125,15 @@ def integrate(tlog: TransparencyLog, batch: Sequence[CanonicalEntry]) -> list[In
         )
         store.insert_head(conn, tree, new_head)
 
+        # (g) Inclusion proofs for the answers, while we hold everything: the
+        # nodes this batch created are in memory, the rest is one read.
+        wanted = [merkle.inclusion(r.log_index, new_head.size) for r in records]
+        hashes = iter(store.get_node_hashes(conn, tree, [n for w in wanted for n in w.ids], known=dict(new_nodes)))
+        proofs = {r.log_index: w.rehash([next(hashes) for _ in w.ids]) for r, w in zip(records, wanted)}
+
     log.debug("integrated %d entries: size %d -> %d", len(records), head.size, new_head.size)
     return [
-        Integrated(o, new_head) if isinstance(o, EntryRecord) else _conflict(tlog, leaf_hashes[i], o)
+        Integrated(o, new_head, proofs[o.log_index]) if isinstance(o, EntryRecord) else _conflict(tlog, leaf_hashes[i], o)
         for i, o in enumerate(outcome)
     ]
 

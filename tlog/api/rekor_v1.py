@@ -17,6 +17,7 @@ from tlog import entries
 from tlog.api.schemas import expect_list, expect_object, json_type, log_entry, parse_int_arg, read_json
 from tlog.api.state import services
 from tlog.errors import BadRequest, NotFound
+from tlog.log import Inclusion
 from tlog.merkle import hash_leaf
 
 bp = Blueprint("rekor_v1", __name__, url_prefix="/api/v1")
@@ -59,8 +60,7 @@ def create_entry() -> tuple[Response, int, dict[str, str]]:
     svc = services()
     canonical = entries.canonicalize(read_json())
     integrated = svc.sequencer.submit(canonical, timeout=svc.settings.submit_timeout)
-    inc = svc.log.inclusion_at(integrated.entry, integrated.head)
-    body = log_entry(svc.log, inc)
+    body = log_entry(svc.log, Inclusion(integrated.entry, integrated.head, integrated.proof))
     uuid = next(iter(body))
     return jsonify(body), 201, {"Location": f"/api/v1/log/entries/{uuid}", "ETag": uuid}
 

@@ -8,7 +8,7 @@ one atomic commit, and readers see either all of it or none of it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -157,16 +157,20 @@ _NODE_HASHES = sa.select(_nodes.c.key, _nodes.c.hash).where(
 )
 
 
-def get_node_hashes(conn: Connection, tree: int, ids: Sequence[NodeID]) -> list[bytes]:
+def get_node_hashes(
+    conn: Connection, tree: int, ids: Sequence[NodeID], *, known: Mapping[int, bytes] | None = None
+) -> list[bytes]:
     """Hashes of the given perfect-subtree nodes, in the order asked, in one query.
 
-    A missing node means the database does not hold a tree it claims to hold.
+    Keys already in ``known`` (e.g. nodes the caller just computed) are not
+    read. A missing node means the database does not hold a tree it claims to
+    hold.
     """
     if not ids:
         return []
     keys = [node_key(n.level, n.index) for n in ids]
-    found: dict[int, bytes] = {}
-    for chunk in _chunks(sorted(set(keys))):
+    found: dict[int, bytes] = dict(known) if known else {}
+    for chunk in _chunks(sorted(set(keys) - found.keys())):
         found.update(conn.execute(_NODE_HASHES, {"tree": tree, "keys": chunk}).all())
     try:
         return [found[k] for k in keys]
