@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -30,6 +31,32 @@ _database_url = click.option(
 
 def _settings(data_dir: Path, database_url: str | None, **kw: object) -> Settings:
     return Settings(data_dir=data_dir, database_url=database_url, **kw)  # type: ignore[arg-type]
+
+
+def _rate_limit(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    # tlog.api.ratelimit imports no prometheus_client, which tlog.server must import first.
+    from tlog.api.ratelimit import normalize_limit
+
+    try:
+        return normalize_limit(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _networks(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
+    from tlog.api.ratelimit import parse_networks
+
+    try:
+        return parse_networks(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _rate_limit_option(name: str, default: str | None, what: str) -> Any:
+    return click.option(
+        name, default=default, show_default=True, envvar="TLOG_" + name[2:].upper().replace("-", "_"),
+        callback=_rate_limit, help=f"Per client address: {what} ('10/second;300/hour' for several; 'none' disables).",
+    )  # fmt: skip
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -67,6 +94,29 @@ def main() -> None:
     envvar="TLOG_WITNESSES",
     help="File of '<url> <vkey>' lines: witnesses whose cosignatures to collect onto checkpoints.",
 )
+@_rate_limit_option("--submission-rate-limit", Settings.submission_rate_limit, "POST /api/v1/log/entries")
+@_rate_limit_option("--signing-rate-limit", Settings.signing_rate_limit, "POST /api/v2/signingCert")
+@_rate_limit_option("--read-rate-limit", Settings.read_rate_limit, "every other request (/healthz and /metrics are exempt)")
+@click.option(
+    "--identity-rate-limit", default=Settings.identity_rate_limit, show_default=True, envvar="TLOG_IDENTITY_RATE_LIMIT",
+    callback=_rate_limit, help="Per signing identity (OIDC issuer + SAN) on the CA, after the token verifies ('none' disables).",
+)  # fmt: skip
+@click.option(
+    "--rate-limit-exempt", default=",".join(Settings.rate_limit_exempt), show_default=True, envvar="TLOG_RATE_LIMIT_EXEMPT",
+    metavar="CIDRS", callback=_networks, help="Client networks, comma-separated, exempt from the per-address limits ('none' exempts nobody).",
+)  # fmt: skip
+@click.option(
+    "--rate-limit-storage", default=Settings.rate_limit_storage, show_default=True, envvar="TLOG_RATE_LIMIT_STORAGE",
+    help="Counter store (limits URI). memory:// counts per worker process; use a shared store (redis://host:6379) to count across workers and frontends.",
+)  # fmt: skip
+@click.option(
+    "--rate-limit-strategy", type=click.Choice(["fixed-window", "moving-window", "sliding-window-counter"]),
+    default=Settings.rate_limit_strategy, show_default=True, envvar="TLOG_RATE_LIMIT_STRATEGY",
+)  # fmt: skip
+@click.option(
+    "--trust-proxy-headers", type=click.IntRange(min=0), default=0, show_default=True, envvar="TLOG_TRUST_PROXY_HEADERS", metavar="N",
+    help="Behind N proxies: take the client address from X-Forwarded-For (the N-th from the right). Larger than the real number of proxies lets clients pick their address.",
+)  # fmt: skip
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
 @click.option("--debug", is_flag=True, help="Run Flask's single-process development server instead of gunicorn.")
 def serve(
@@ -86,6 +136,14 @@ def serve(
     dev_oidc: bool,
     public_url: str | None,
     witnesses: Path | None,
+    submission_rate_limit: str | None,
+    signing_rate_limit: str | None,
+    read_rate_limit: str | None,
+    identity_rate_limit: str | None,
+    rate_limit_exempt: tuple[str, ...],
+    rate_limit_storage: str,
+    rate_limit_strategy: str,
+    trust_proxy_headers: int,
     access_log: bool,
     debug: bool,
 ) -> None:
@@ -107,8 +165,22 @@ def serve(
         oidc_issuers=oidc_issuers,
         dev_oidc=dev_oidc,
         witnesses=witnesses,
+        submission_rate_limit=submission_rate_limit,
+        signing_rate_limit=signing_rate_limit,
+        read_rate_limit=read_rate_limit,
+        identity_rate_limit=identity_rate_limit,
+        rate_limit_exempt=rate_limit_exempt,
+        rate_limit_storage=rate_limit_storage,
+        rate_limit_strategy=rate_limit_strategy,
+        trust_proxy_headers=trust_proxy_headers,
         public_url=(public_url or f"http://{'[' + host + ']' if ':' in host else host}:{port}").rstrip("/"),
     )
+    from tlog.api.ratelimit import check_settings
+
+    try:
+        check_settings(settings)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     try:
         if debug:
             from tlog.api.app import create_app
@@ -210,6 +282,65 @@ def trust_config(data_dir: Path, database_url: str | None, url: str, operator: s
     json.dump(config, sys.stdout, indent=2)
     sys.stdout.write("\n")
     svc.engine.dispose()
+
+
+@main.command()
+@_data_dir
+@_database_url
+@click.option("--count", type=click.IntRange(1), help="Entries to add (required for synthetic; with FILE, at most this many).")
+@click.option("--batch", type=click.IntRange(1, 1_000_000), default=10_000, show_default=True, help="Entries per transaction and signed checkpoint.")
+@click.option("--source", default="synthetic", show_default=True, help="'synthetic' (fresh signed hashedrekord entries) or a JSON-lines FILE of proposed entries.")
+@click.option("--jobs", type=click.IntRange(1, 256), default=None, help="Worker processes that build and verify entries. Default: one per core.")
+@click.option("--origin", envvar="TLOG_ORIGIN", help="Checkpoint origin if the log is created. Default: '<hostname>/tlog'.")
+@click.option("--ecdsa-key", type=click.Path(dir_okay=False, path_type=Path), help="PEM ECDSA P-256 log key (default: in the data dir).")
+@click.option("--ed25519-key", type=click.Path(dir_okay=False, path_type=Path), help="PEM Ed25519 checkpoint key (default: in the data dir).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on stderr.")
+def load(
+    data_dir: Path,
+    database_url: str | None,
+    count: int | None,
+    batch: int,
+    source: str,
+    jobs: int | None,
+    origin: str | None,
+    ecdsa_key: Path | None,
+    ed25519_key: Path | None,
+    progress: bool,
+) -> None:
+    """Bulk-append entries through the server's integration path (one transaction and checkpoint per batch).
+
+    Safe next to a running server: batches take the same writer lock as its sequencer.
+    """
+    from tlog import bulk
+
+    if source == "synthetic" and count is None:
+        raise click.UsageError("--count is required with --source synthetic")
+    path = None if source == "synthetic" else Path(source)
+    if path is not None and not path.is_file():
+        raise click.UsageError(f"--source: {source} is neither 'synthetic' nor a readable file")
+    processes = jobs or bulk.default_processes()
+    try:
+        tlog = bulk.open_log(data_dir, database_url, origin=origin, ecdsa_key=ecdsa_key, ed25519_key=ed25519_key)
+        before = tlog.latest_head().size
+        batches = (
+            bulk.synthetic_batches(count, batch, processes=processes)  # type: ignore[arg-type]
+            if path is None
+            else bulk.file_batches(path, batch, processes=processes, limit=count)
+        )
+        result = bulk.load(tlog, batches, total=count, progress=progress)
+    except TlogError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(
+        f"added {result.added:,} entries ({result.duplicates:,} already present) in {result.batches:,} batches, "
+        f"{result.seconds:.1f} s ({result.rate:,.0f} entries/s); tree size {before:,} -> {result.size:,}, "
+        f"root {result.root_hash.hex()}"
+    )
+    tlog.engine.dispose()
+
+
+from tlog.verify.command import verify_command  # noqa: E402 - after the group it joins
+
+main.add_command(verify_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -64,6 +64,26 @@ class Settings:
     #: File listing witnesses (``<url> <vkey>`` per line) whose cosignatures
     #: the log collects onto its checkpoints; None means no witnessing.
     witnesses: Path | None = None
+    #: Rate limits per client address (``limits`` notation, e.g. "600/minute",
+    #: several joined with ";"; None or "none" disables), for submissions
+    #: (POST /api/v1/log/entries), signing (POST /api/v2/signingCert) and every
+    #: other request; see README "Rate limits" and :mod:`tlog.api.ratelimit`.
+    submission_rate_limit: str | None = "600/minute"
+    signing_rate_limit: str | None = "300/minute"
+    read_rate_limit: str | None = "3000/minute"
+    #: Rate limit per signing identity (OIDC issuer + SAN), counted once the token verifies.
+    identity_rate_limit: str | None = "300/minute"
+    #: Client networks (CIDR) exempt from the per-address limits, not from the
+    #: identity limit; loopback by default.
+    rate_limit_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    #: ``limits`` storage URI for the counters: "memory://" counts per worker
+    #: process; a shared store (e.g. "redis://host:6379") counts across all.
+    rate_limit_storage: str = "memory://"
+    #: "fixed-window" (one counter per key), "moving-window" or "sliding-window-counter".
+    rate_limit_strategy: str = "fixed-window"
+    #: Number of proxies in front whose X-Forwarded-For entries are trusted
+    #: for the client address (werkzeug ProxyFix ``x_for``); 0 trusts none.
+    trust_proxy_headers: int = 0
 
     @property
     def resolved_database_url(self) -> str:

@@ -22,10 +22,11 @@ from sqlalchemy.exc import IntegrityError
 
 from tlog import merkle
 from tlog.checkpoint import Checkpoint, add_signatures, sign_checkpoint
-from tlog.errors import BadRequest, NotFound, TlogError
+from tlog.errors import BadRequest, Internal, NotFound, TlogError
 from tlog.keys import LogKeys
 from tlog.note import ECDSASigner, Ed25519Signer, NoteSigner, vkey
 from tlog.storage import store
+from tlog.storage.models import NODE_INDEX_BITS
 from tlog.storage.store import EntryRecord, TreeHeadRecord, TreeInfo
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,17 @@ log = logging.getLogger(__name__)
 #: Width of a C2SP tile: 2**8 hashes or entries.
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT
+
+#: Node hashes are immutable once written (perfect subtrees never change), so
+#: each process keeps the upper levels of the tree in memory: every proof
+#: needs one node per level and the upper ones are shared by all proofs. Kept:
+#: levels >= max(_CACHE_MIN_LEVEL, tree height - _CACHE_SPAN), i.e. at most
+#: about 2**(_CACHE_SPAN + 1) nodes (~10 MB) however large the tree grows, and
+#: never more than _CACHE_MAX. On a 1M-leaf tree this leaves ~8 of the ~24
+#: rows of an inclusion proof to read (levels 6-19 come from memory).
+_CACHE_MIN_LEVEL = 6
+_CACHE_SPAN = 15
+_CACHE_MAX = 1 << 17
 
 
 class OriginError(TlogError):
@@ -72,6 +84,7 @@ class TransparencyLog:
             ECDSASigner(info.origin, keys.ecdsa),
             Ed25519Signer(info.origin, keys.ed25519),
         )
+        self._node_cache: dict[int, bytes] = {}
 
     # --- set-up ------------------------------------------------------------------------
 
@@ -175,8 +188,8 @@ class TransparencyLog:
     # --- reads -------------------------------------------------------------------------
 
     def latest_head(self) -> TreeHeadRecord:
-        with self.engine.connect() as conn:
-            return self._head(conn)
+        with store.reading(self.engine) as r:
+            return self._head(r)
 
     def latest_cosigned_head(self) -> TreeHeadRecord:
         """The latest head, its checkpoint carrying every witness cosignature collected so far."""
@@ -189,38 +202,38 @@ class TransparencyLog:
         return TreeHeadRecord(head.size, head.root_hash, head.timestamp, note.decode())
 
     def entry_by_index(self, log_index: int) -> Inclusion:
-        with self.engine.connect() as conn:
-            head = self._head(conn)
+        with store.reading(self.engine) as r:
+            head = self._head(r)
             if not 0 <= log_index < head.size:
                 raise NotFound(f"no entry at logIndex {log_index}: the tree has {head.size} entries")
-            entry = store.get_entry(conn, self.tree, log_index)
+            entry = r.entry(self.tree, log_index)
             if entry is None:
                 raise NotFound(f"no entry at logIndex {log_index}")
-            return Inclusion(entry, head, self._inclusion(conn, log_index, head.size))
+            return Inclusion(entry, head, self._inclusion(r, log_index, head.size))
 
     def entry_by_leaf_hash(self, leaf_hash: bytes) -> Inclusion:
-        with self.engine.connect() as conn:
-            head = self._head(conn)
-            entry = store.get_entry_by_leaf_hash(conn, self.tree, leaf_hash)
+        with store.reading(self.engine) as r:
+            head = self._head(r)
+            entry = r.entry_by_leaf_hash(self.tree, leaf_hash)
             if entry is None or entry.log_index >= head.size:
                 raise NotFound(f"no entry with UUID {self.entry_uuid(leaf_hash)}")
-            return Inclusion(entry, head, self._inclusion(conn, entry.log_index, head.size))
+            return Inclusion(entry, head, self._inclusion(r, entry.log_index, head.size))
 
     def consistency_proof(self, *, size1: int, size2: int) -> tuple[TreeHeadRecord, list[bytes]]:
         """Proof that the tree of ``size1`` is a prefix of the tree of ``size2``.
 
         Returns the latest head (whose size must be >= size2) and the proof.
         """
-        with self.engine.connect() as conn:
-            head = self._head(conn)
+        with store.reading(self.engine) as r:
+            head = self._head(r)
             if size2 > head.size:
                 raise BadRequest(f"lastSize {size2} is beyond the current tree size {head.size}")
             if not 0 <= size1 <= size2:
                 raise BadRequest(f"firstSize {size1} must be between 0 and lastSize {size2}")
             if size1 == 0 or size1 == size2:
                 return head, []
-            nodes = merkle.consistency(size1=size1, size2=size2)
-            return head, nodes.rehash(store.get_node_hashes(conn, self.tree, nodes.ids))
+            levels, indexes, begin, end = merkle.consistency_path(size1=size1, size2=size2)
+            return head, merkle.rehash(self._node_hashes(r, levels, indexes, head.size), begin, end)
 
     def root_at(self, size: int) -> bytes:
         """Root hash of the tree at ``size`` (any size up to the current one)."""
@@ -233,24 +246,24 @@ class TransparencyLog:
             ).root()
 
     def entries(self, indexes: Sequence[int]) -> list[Inclusion]:
-        with self.engine.connect() as conn:
-            head = self._head(conn)
-            out = []
-            for i in indexes:
-                entry = store.get_entry(conn, self.tree, i) if 0 <= i < head.size else None
-                if entry is not None:
-                    out.append(Inclusion(entry, head, self._inclusion(conn, i, head.size)))
-            return out
+        """The entries at these indexes that exist, in the order asked, with proofs (two reads in all)."""
+        with store.reading(self.engine) as r:
+            head = self._head(r)
+            found = r.entries(self.tree, [i for i in indexes if 0 <= i < head.size])
+            entries = [found[i] for i in indexes if i in found]
+            proofs = self._inclusions(r, [e.log_index for e in entries], head.size)
+            return [Inclusion(e, head, p) for e, p in zip(entries, proofs)]
 
     def entries_by_leaf_hashes(self, leaf_hashes: Sequence[bytes]) -> list[Inclusion]:
-        with self.engine.connect() as conn:
-            head = self._head(conn)
-            out = []
+        with store.reading(self.engine) as r:
+            head = self._head(r)
+            entries = []
             for h in leaf_hashes:
-                entry = store.get_entry_by_leaf_hash(conn, self.tree, h)
+                entry = r.entry_by_leaf_hash(self.tree, h)
                 if entry is not None and entry.log_index < head.size:
-                    out.append(Inclusion(entry, head, self._inclusion(conn, entry.log_index, head.size)))
-            return out
+                    entries.append(entry)
+            proofs = self._inclusions(r, [e.log_index for e in entries], head.size)
+            return [Inclusion(e, head, p) for e, p in zip(entries, proofs)]
 
     def search(self, key: str, *, limit: int) -> list[int]:
         with self.engine.connect() as conn:
@@ -289,11 +302,48 @@ class TransparencyLog:
     # --- helpers -----------------------------------------------------------------------
 
     def _head(self, conn: object) -> TreeHeadRecord:
-        head = store.latest_head(conn, self.tree)  # type: ignore[arg-type]
+        """The latest head, on a Core connection or a :data:`store.Reader`."""
+        if isinstance(conn, (store.CoreReader, store.SQLiteReader)):
+            head = conn.latest_head(self.tree)
+        else:
+            head = store.latest_head(conn, self.tree)  # type: ignore[arg-type]
         if head is None:
             raise NotFound("the log has no signed tree head")
         return head
 
-    def _inclusion(self, conn: object, index: int, size: int) -> list[bytes]:
-        nodes = merkle.inclusion(index, size)
-        return nodes.rehash(store.get_node_hashes(conn, self.tree, nodes.ids))  # type: ignore[arg-type]
+    def _inclusion(self, r: store.Reader, index: int, size: int) -> list[bytes]:
+        levels, indexes, begin, end = merkle.inclusion_path(index, size)
+        return merkle.rehash(self._node_hashes(r, levels, indexes, size), begin, end)
+
+    def _inclusions(self, r: store.Reader, indexes: Sequence[int], size: int) -> list[list[bytes]]:
+        """Inclusion proofs of these leaves in the tree of ``size``, with one read for all their nodes."""
+        paths = [merkle.inclusion_path(i, size) for i in indexes]
+        levels = [lvl for p in paths for lvl in p[0]]
+        positions = [i for p in paths for i in p[1]]
+        hashes = self._node_hashes(r, levels, positions, size)
+        out, at = [], 0
+        for lv, _ix, begin, end in paths:
+            n = len(lv)
+            out.append(merkle.rehash(hashes[at : at + n], begin, end))
+            at += n
+        return out
+
+    def _node_hashes(self, r: store.Reader, levels: Sequence[int], indexes: Sequence[int], size: int) -> list[bytes]:
+        """Hashes of perfect nodes ``(levels[i], indexes[i])``: from this process's cache of the
+        upper levels, the rest in one read. A missing node means the database does not hold a
+        tree it claims to hold."""
+        bits = NODE_INDEX_BITS
+        keys = [(lvl << bits) | i for lvl, i in zip(levels, indexes)]
+        cache = self._node_cache
+        hashes = list(map(cache.get, keys))
+        if None not in hashes:
+            return hashes  # type: ignore[return-value]
+        missing = [k for k, h in zip(keys, hashes) if h is None]
+        found = r.node_hashes(self.tree, missing)
+        if len(found) < len(set(missing)):
+            k = min(set(missing) - found.keys())
+            raise Internal(f"tree {self.tree} is missing node level={k >> bits} index={k & ((1 << bits) - 1)}")
+        if len(cache) < _CACHE_MAX:
+            floor = max(_CACHE_MIN_LEVEL, size.bit_length() - _CACHE_SPAN) << bits
+            cache.update((k, h) for k, h in found.items() if k >= floor)
+        return [h if h is not None else found[k] for k, h in zip(keys, hashes)]

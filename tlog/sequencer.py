@@ -52,7 +52,7 @@ from tlog.entries import CanonicalEntry
 from tlog.errors import Conflict, Internal, TlogError, Unavailable
 from tlog.log import TransparencyLog
 from tlog.storage import store
-from tlog.storage.db import write_transaction
+from tlog.storage.db import storage_error_message, write_transaction
 from tlog.storage.models import node_key
 from tlog.storage.store import EntryRecord, TreeHeadRecord
 
@@ -95,32 +95,31 @@ def integrate(
         # goes backwards, even if the clock does.
         now_ms = max(int(time.time() * 1000), head.timestamp)
         integrated_time = now_ms // 1000
-        new_nodes: list[tuple[int, bytes]] = []
-
-        def keep_node(node: merkle.NodeID, h: bytes) -> None:
-            new_nodes.append((node_key(node.level, node.index), h))
-
         records: list[EntryRecord] = []
         outcome: list[EntryRecord | int] = []  # a record, or the index of the existing entry
+        next_index = head.size
         for entry, leaf in zip(batch, leaf_hashes):
             if leaf in existing:
                 outcome.append(existing[leaf])
                 continue
-            record = EntryRecord(edge.end, leaf, entry.body, integrated_time)
+            record = EntryRecord(next_index, leaf, entry.body, integrated_time)
+            next_index += 1
             existing[leaf] = record.log_index
-            edge.append(leaf, keep_node)
             records.append(record)
             outcome.append(record)
 
         if not records:
             return [_conflict(tlog, leaf_hashes[i], o) for i, o in enumerate(outcome)]  # type: ignore[arg-type]
 
+        # All new perfect nodes, a contiguous run per level (level 0: the leaves).
+        new_levels = edge.extend_levels([r.leaf_hash for r in records])
+
         # (e) Sign the new tree head.
         new_head = tlog.sign_head(edge.end, edge.root(), now_ms)
 
         # (f) Write it all; the commit at the end of this block is the point of no return.
         store.insert_entries(conn, tree, records)
-        store.insert_nodes(conn, tree, new_nodes)
+        store.insert_node_levels(conn, tree, new_levels)
         store.insert_search_keys(
             conn,
             tree,
@@ -134,7 +133,10 @@ def integrate(
         if with_proofs:
             wanted = [merkle.inclusion(r.log_index, new_head.size) for r in records]
             ids = [n for w in wanted for n in w.ids]
-            hashes = iter(store.get_node_hashes(conn, tree, ids, known=dict(new_nodes)))
+            known = {
+                node_key(level, first + i): h for level, (first, hs) in enumerate(new_levels) for i, h in enumerate(hs)
+            }
+            hashes = iter(store.get_node_hashes(conn, tree, ids, known=known))
             proofs = {r.log_index: w.rehash([next(hashes) for _ in w.ids]) for r, w in zip(records, wanted)}
 
     log.debug("integrated %d entries: size %d -> %d", len(records), head.size, new_head.size)
@@ -224,11 +226,15 @@ class Sequencer:
             self._fail(batch, exc)
         except SQLAlchemyError as exc:
             metrics.INTEGRATION_FAILURES.labels("storage").inc()
+            # The batch's transaction was rolled back (or, if the connection
+            # died during COMMIT, may have committed: hence the 409 hint).
+            # storage_error_message says "full" for a full disk (SQLITE_FULL,
+            # PostgreSQL 53100), "unavailable" otherwise.
             log.error("integration of %d entries failed: storage error: %s", len(batch), exc)
             self._fail(
                 batch,
                 Unavailable(
-                    "the log's storage is unavailable; retry later (a 409 on retry means the entry was written)",
+                    storage_error_message(exc) + " (a 409 on retry means the entry was written)",
                     retry_after=5,
                 ),
             )

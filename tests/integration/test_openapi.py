@@ -311,7 +311,7 @@ def app_routes(app) -> set[tuple[str, str]]:  # type: ignore[no-untyped-def]
     return {
         (rule.rule, m)
         for rule in app.url_map.iter_rules()
-        if rule.endpoint != "static"
+        if rule.endpoint != "static" and not rule.endpoint.startswith("explorer.")
         for m in (rule.methods or set()) - AUTOMATIC
     }
 

@@ -8,10 +8,11 @@ import time
 from flask import Flask, Response, g, jsonify, request
 
 from tlog import metrics
-from tlog.api import errors, fulcio_v2, openapi, rekor_v1, tiles
+from tlog.api import errors, fulcio_v2, openapi, ratelimit, rekor_v1, tiles
 from tlog.api.state import Services, ca_services, services
 from tlog.ca import devoidc
 from tlog.config import Settings
+from tlog.explorer import views as explorer
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Flask:
@@ -22,10 +23,12 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fla
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["tlog"] = Services.open(settings, migrate=migrate)
     errors.register(app)
+    ratelimit.install(app, settings)
     app.register_blueprint(openapi.bp)
     if settings.log:
         app.register_blueprint(rekor_v1.bp)
         app.register_blueprint(tiles.make_blueprint("tiles", "", lambda: services().log))
+        app.register_blueprint(explorer.bp)
     svc = app.extensions["tlog"]
     if svc.ca is not None:
         app.register_blueprint(fulcio_v2.bp)

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from tlog.errors import Conflict, TlogError, TooManyRequests, Unavailable
+from tlog.storage.db import storage_error_message
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,10 @@ def _http_error(exc: HTTPException) -> Response:
 def _storage_error(exc: DBAPIError) -> Response:
     # Lost connection, database down, disk full, lock timeout: not the client's
     # fault and not permanent. Every write is one transaction, so nothing is
-    # half-written; say so and ask for a retry.
+    # half-written; say so and ask for a retry. A full disk (SQLITE_FULL,
+    # PostgreSQL's 53100) is named as such: it needs an operator, not patience.
     log.error("storage error on %s %s: %s", request.method, request.path, exc.orig)
-    resp = error_response(503, "the log's storage is unavailable; retry later")
+    resp = error_response(503, storage_error_message(exc))
     resp.headers["Retry-After"] = "5"
     return resp
 

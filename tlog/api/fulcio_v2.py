@@ -12,11 +12,12 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from flask import Blueprint, Response, jsonify, request
 
+from tlog.api.ratelimit import check_identity
 from tlog.api.schemas import expect_object, read_json
 from tlog.api.state import CAServices, ca_services, services
 from tlog.ca.identity import Identity, identity_from_claims
 from tlog.ca.request import bearer_token, key_from_csr, key_from_public_key_request
-from tlog.entries import CanonicalEntry, search_key_for_email, search_key_for_hash, search_key_for_uri
+from tlog.entries import CanonicalEntry, indexable_search_keys, search_key_for_email, search_key_for_hash, search_key_for_uri
 from tlog.errors import BadRequest
 
 bp = Blueprint("fulcio_v2", __name__, url_prefix="/api/v2")
@@ -32,6 +33,7 @@ def signing_cert() -> tuple[Response, int]:
     token = bearer_token(request.headers.get("Authorization"), body)
     claims, issuer = ca.verifier.verify(token)
     identity = identity_from_claims(claims, issuer)
+    check_identity(identity.issuer, identity.san)
 
     csr, pkr = body.get("certificateSigningRequest"), body.get("publicKeyRequest")
     if csr is not None and pkr is not None:
@@ -55,6 +57,7 @@ def _log_certificate(ca: CAServices, der: bytes, identity: Identity) -> None:
     """Append the certificate to the certificate log and wait until it is durable."""
     keys = [search_key_for_hash("sha256", hashlib.sha256(der).hexdigest())]
     keys.append(search_key_for_email(identity.san) if identity.san_type == "email" else search_key_for_uri(identity.san))
+    keys = indexable_search_keys(keys)  # a SAN of over 500 characters is logged, not indexed
     entry = CanonicalEntry(kind="x509", api_version="1", body=der, search_keys=tuple(sorted(set(keys))), attestation=None)
     ca.sequencer.submit(entry, timeout=services().settings.submit_timeout)
 

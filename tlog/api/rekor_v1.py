@@ -100,6 +100,8 @@ def search_log_query() -> Response:
     for i, u in enumerate(uuids):
         if not isinstance(u, str):
             raise BadRequest(f"entryUUIDs[{i}] must be a string, not {json_type(u)}")
+        if len(u) > 80:  # refused before the message below would quote all of it
+            raise BadRequest(f"entryUUIDs[{i}] is not an entry UUID: expected 64 or 80 hexadecimal digits, got {len(u)} characters")
         try:
             leaf_hashes.append(svc.log.leaf_hash_from_uuid(u))
         except NotFound:
@@ -110,8 +112,8 @@ def search_log_query() -> Response:
         except BadRequest as exc:
             raise BadRequest(f"entries[{i}]: {exc.message}") from None
     for i, n in enumerate(indexes):
-        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-            raise BadRequest(f"logIndexes[{i}] must be a non-negative integer, not {n!r}")
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n < 1 << 63:
+            raise BadRequest(f"logIndexes[{i}] must be an integer from 0 to 2^63-1, not {str(n)[:40]}")
 
     found = svc.log.entries_by_leaf_hashes(leaf_hashes) + svc.log.entries(indexes)
     return jsonify([log_entry(svc.log, inc) for inc in found])
@@ -162,17 +164,27 @@ def _search_keys(query: dict[str, Any]) -> list[str]:
             raise BadRequest("publicKey.content is not valid base64") from None
         keys.append(entries.search_key_for_public_key(raw))
     if (email := query.get("email")) is not None:
-        if not isinstance(email, str) or "@" not in email or len(email) > 320:
-            raise BadRequest("email must be an email address")
+        if not isinstance(email, str) or "@" not in email or len(email) > 320 or not _storable(email):
+            raise BadRequest("email must be an email address (at most 320 characters)")
         keys.append(entries.search_key_for_email(email))
     if (identity := query.get("identity")) is not None:
-        if not isinstance(identity, str) or not identity or len(identity) > 1024:
-            raise BadRequest("identity must be a non-empty string (an email address or a URI)")
+        if not isinstance(identity, str) or not identity or len(identity) > 1024 or not _storable(identity):
+            raise BadRequest("identity must be a non-empty string (an email address or a URI, at most 1024 characters)")
         keys.append(
             entries.search_key_for_email(identity) if "@" in identity and "://" not in identity
             else entries.search_key_for_uri(identity)
         )
     return keys
+
+
+def _storable(text: str) -> bool:
+    """No NUL (PostgreSQL text cannot hold one) and no unpaired surrogate (not UTF-8 encodable):
+    such a value cannot be in the index, and the database would refuse the query with an error."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
 
 
 def _optional_list(query: dict[str, Any], name: str, limit: int) -> list[Any]:

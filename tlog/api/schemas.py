@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from typing import Any
 
 from flask import request
 
 from tlog.errors import BadRequest, PayloadTooLarge
 from tlog.log import Inclusion, TransparencyLog
+
+#: Deepest nesting of arrays and objects a request body may have. Real requests
+#: need at most 7 (a proposed entry inside a search); the explicit limit keeps
+#: hostile bodies from reaching Python's recursion limit in any later walk.
+MAX_JSON_DEPTH = 32
 
 
 def read_json() -> Any:
@@ -24,18 +30,44 @@ def read_json() -> Any:
     if limit is not None and request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes ({limit // 1024} KiB)")
     data = request.get_data(cache=True)
+    if limit is not None and request.content_length is None and len(data) >= limit:
+        # A body without Content-Length (chunked) is cut off at the limit by
+        # werkzeug without an error: refuse it rather than parse a prefix.
+        raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes ({limit // 1024} KiB)")
     if not data:
         raise BadRequest("request body is empty; expected a JSON object")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("request body is not UTF-8 encoded JSON") from None
+    too_deep = f"request body JSON is nested too deeply: at most {MAX_JSON_DEPTH} levels of arrays and objects are allowed"
     try:
-        return json.loads(text)
+        value = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
-        raise BadRequest("request body JSON is nested too deeply") from None
+        raise BadRequest(too_deep) from None
+    except ValueError:  # int() refuses a number literal this long (CPython's int_max_str_digits)
+        raise BadRequest(f"request body is not valid JSON: a number has more than {sys.get_int_max_str_digits()} digits") from None
+    if _deeper_than(value, MAX_JSON_DEPTH):
+        raise BadRequest(too_deep)
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise BadRequest(f"request body is not valid JSON: {name} is not a JSON value")
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """True if ``value`` nests arrays and objects more than ``limit`` deep (iteratively)."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def log_entry(tlog: TransparencyLog, inc: Inclusion) -> dict[str, Any]:

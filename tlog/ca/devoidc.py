@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -109,7 +110,8 @@ class DevIssuer:
         key = load_or_create_ecdsa(Path(data_dir) / DEV_KEY_FILE)
         dev = cls(issuer_url, key)
         state = Path(data_dir) / DEV_STATE_FILE
-        tmp = state.with_name(state.name + ".tmp")
+        # A name of our own: every gunicorn worker records the issuer at start-up.
+        tmp = state.with_name(f"{state.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps({"issuer": issuer_url}, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, state)
         return dev

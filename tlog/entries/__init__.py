@@ -37,6 +37,7 @@ __all__ = [
     "MAX_BODY_SIZE",
     "CanonicalEntry",
     "canonicalize",
+    "indexable_search_keys",
     "search_key_for_email",
     "search_key_for_hash",
     "search_key_for_public_key",
@@ -105,6 +106,7 @@ def canonicalize(proposed: object) -> CanonicalEntry:
     else:
         canonical_spec, keys, attestation = dsse.canonicalize_spec(spec)
 
+    keys = indexable_search_keys(keys)
     body = rfc8785.dumps({"apiVersion": api_version, "kind": kind, "spec": canonical_spec})
     if len(body) > MAX_BODY_SIZE:
         raise BadRequest(
@@ -128,6 +130,30 @@ _HEX_LENGTHS = {"sha1": 40, "sha256": 64, "sha384": 96, "sha512": 128}
 _ALGORITHM_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
 _HEX_RE = re.compile(r"[0-9a-f]+")
 _ANY_CASE_HEX_RE = re.compile(r"[0-9a-fA-F]*")
+
+
+#: The search index's key column is VARCHAR(512).
+MAX_SEARCH_KEY_CHARS = 512
+
+
+def indexable_search_keys(keys: list[str]) -> list[str]:
+    """The keys the index can hold: at most :data:`MAX_SEARCH_KEY_CHARS`
+    characters, no NUL (PostgreSQL text cannot hold one) and UTF-8 encodable.
+
+    Others are left out, not refused: such an entry (a certificate SAN of 600
+    characters, an in-toto subject with a 1000-digit digest) is valid, just not
+    searchable by that key. Storing the key would fail the whole integration
+    batch on PostgreSQL, and with it every other submission in the batch.
+    """
+    out = []
+    for key in keys:
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            continue
+        if len(key) <= MAX_SEARCH_KEY_CHARS and "\x00" not in key:
+            out.append(key)
+    return out
 
 
 def search_key_for_hash(algorithm: str, hex_digest: str) -> str:

@@ -43,7 +43,7 @@ from tlog.merkle.hasher import (
     hash_leaf,
 )
 from tlog.merkle.nodes import NodeID, perfect_nodes, range_nodes
-from tlog.merkle.proof import Nodes, consistency, inclusion
+from tlog.merkle.proof import NodePath, Nodes, consistency, consistency_path, inclusion, inclusion_path, rehash
 from tlog.merkle.verify import (
     ProofError,
     RootMismatchError,
@@ -60,16 +60,20 @@ __all__ = [
     "NODE_PREFIX",
     "CompactRange",
     "NodeID",
+    "NodePath",
     "Nodes",
     "ProofError",
     "RootMismatchError",
     "Visitor",
     "consistency",
+    "consistency_path",
     "hash_children",
     "hash_leaf",
     "inclusion",
+    "inclusion_path",
     "perfect_nodes",
     "range_nodes",
+    "rehash",
     "root_from_consistency_proof",
     "root_from_inclusion_proof",
     "root_from_leaf_hashes",

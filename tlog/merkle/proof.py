@@ -32,9 +32,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tlog.merkle.hasher import hash_children
-from tlog.merkle.nodes import NodeID, make_node, range_nodes
+from tlog.merkle.nodes import NodeID, make_node
 
-__all__ = ["Nodes", "consistency", "inclusion"]
+__all__ = ["NodePath", "Nodes", "consistency", "consistency_path", "inclusion", "inclusion_path", "rehash"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,19 +63,29 @@ class Nodes:
         """
         if len(hashes) != len(self.ids):
             raise ValueError(f"got {len(hashes)} hashes for {len(self.ids)} proof nodes")
-        begin, end = self.begin, self.end
-        if end - begin < 2:
-            return list(hashes)
-        acc = hashes[end - 1]
-        for i in range(end - 2, begin - 1, -1):
-            acc = hash_children(hashes[i], acc)
-        out = list(hashes[:begin])
-        out.append(acc)
-        out.extend(hashes[end:])
-        return out
+        return rehash(hashes, self.begin, self.end)
 
 
-def _path(level: int, index: int, size: int) -> Nodes:
+NodePath = tuple[list[int], list[int], int, int]
+"""A proof's nodes without ``NodeID`` objects, for hot paths: ``(levels,
+indexes, begin, end)``; node ``i`` is ``NodeID(levels[i], indexes[i])`` and
+``begin``/``end`` are those of :class:`Nodes`."""
+
+
+def rehash(hashes: Sequence[bytes], begin: int, end: int) -> list[bytes]:
+    """:meth:`Nodes.rehash` for a :data:`NodePath`: fold ``hashes[begin:end]`` into one (length not checked)."""
+    if end - begin < 2:
+        return list(hashes)
+    acc = hashes[end - 1]
+    for i in range(end - 2, begin - 1, -1):
+        acc = hash_children(hashes[i], acc)
+    out = list(hashes[:begin])
+    out.append(acc)
+    out.extend(hashes[end:])
+    return out
+
+
+def _path(level: int, index: int, size: int) -> NodePath:
     """Proof nodes linking the perfect node (level, index) to the root of a tree of ``size``.
 
     Precondition: ``(index + 1) << level <= size`` (the node is perfect).
@@ -84,10 +94,23 @@ def _path(level: int, index: int, size: int) -> Nodes:
     # The perfect subtree P_j holding the node: its level is the highest bit in
     # which `first` and `size` differ (there `size` has a 1 and `first` a 0).
     top = (first ^ size).bit_length() - 1
-    ids = [make_node(lvl, (index >> (lvl - level)) ^ 1) for lvl in range(level, top)]
-    begin = len(ids)
-    ids.extend(range_nodes((size >> top) << top, size))
-    end = len(ids)
+    levels = list(range(level, top))
+    indexes = [(index >> (lvl - level)) ^ 1 for lvl in levels]
+    begin = len(levels)
+    # The right border [(size >> top) << top, size), aligned to 2**top and
+    # narrower than that: one perfect node per set bit of its width, largest
+    # first (what range_nodes returns for it).
+    pos = (size >> top) << top
+    width = size - pos
+    lvl = top
+    while width:
+        if (width >> lvl) & 1:
+            levels.append(lvl)
+            indexes.append(pos >> lvl)
+            pos += 1 << lvl
+            width -= 1 << lvl
+        lvl -= 1
+    end = len(levels)
     if end - begin < 2:  # zero or one perfect node: nothing to fold
         begin = end
     # P_{j-1} .. P_0: one per set bit of `size` above `top`, smallest first.
@@ -95,10 +118,23 @@ def _path(level: int, index: int, size: int) -> Nodes:
     lvl = top + 1
     while rest:
         if rest & 1:
-            ids.append(make_node(lvl, rest - 1))
+            levels.append(lvl)
+            indexes.append(rest - 1)
         rest >>= 1
         lvl += 1
-    return Nodes(tuple(ids), begin, end)
+    return levels, indexes, begin, end
+
+
+def _nodes(path: NodePath) -> Nodes:
+    levels, indexes, begin, end = path
+    return Nodes(tuple(map(make_node, levels, indexes)), begin, end)
+
+
+def inclusion_path(index: int, size: int) -> NodePath:
+    """:func:`inclusion` as a :data:`NodePath` (no ``NodeID`` objects)."""
+    if index < 0 or index >= size:
+        raise ValueError(f"leaf index {index} out of range for tree size {size}")
+    return _path(0, index, size)
 
 
 def inclusion(index: int, size: int) -> Nodes:
@@ -106,9 +142,22 @@ def inclusion(index: int, size: int) -> Nodes:
 
     Precondition: ``0 <= index < size``; ``ValueError`` otherwise.
     """
-    if index < 0 or index >= size:
-        raise ValueError(f"leaf index {index} out of range for tree size {size}")
-    return _path(0, index, size)
+    return _nodes(inclusion_path(index, size))
+
+
+def consistency_path(*, size1: int, size2: int) -> NodePath:
+    """:func:`consistency` as a :data:`NodePath` (no ``NodeID`` objects)."""
+    if size1 <= 0 or size2 < size1:
+        raise ValueError(f"invalid consistency sizes: size1={size1}, size2={size2}")
+    if size1 == size2:
+        return [], [], 0, 0
+    # The last (smallest) perfect subtree of the old tree starts the path.
+    shift = (size1 & -size1).bit_length() - 1
+    start = (size1 >> shift) - 1
+    levels, indexes, begin, end = _path(shift, start, size2)
+    if start == 0:  # size1 is a power of two: the start node is root1 itself
+        return levels, indexes, begin, end
+    return [shift, *levels], [start, *indexes], begin + 1, end + 1
 
 
 def consistency(*, size1: int, size2: int) -> Nodes:
@@ -117,14 +166,4 @@ def consistency(*, size1: int, size2: int) -> Nodes:
     Precondition: ``0 < size1 <= size2``; ``ValueError`` otherwise. Equal sizes
     give an empty proof.
     """
-    if size1 <= 0 or size2 < size1:
-        raise ValueError(f"invalid consistency sizes: size1={size1}, size2={size2}")
-    if size1 == size2:
-        return Nodes(())
-    # The last (smallest) perfect subtree of the old tree starts the path.
-    shift = (size1 & -size1).bit_length() - 1
-    start = (size1 >> shift) - 1
-    nodes = _path(shift, start, size2)
-    if start == 0:  # size1 is a power of two: the start node is root1 itself
-        return nodes
-    return Nodes((NodeID(shift, start), *nodes.ids), nodes.begin + 1, nodes.end + 1)
+    return _nodes(consistency_path(size1=size1, size2=size2))

@@ -40,13 +40,51 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 _PG_LOCK_NAMESPACE = 0x746C6F67
 
 
+#: SQLite's primary result code "database or disk is full" (``sqlite3.SQLITE_FULL``):
+#: the disk is full, or the database reached ``PRAGMA max_page_count``.
+_SQLITE_FULL = 13
+#: PostgreSQL's SQLSTATE ``disk_full`` ("could not extend file ...: No space left on device").
+_PG_DISK_FULL = "53100"
+
+
+def storage_is_full(exc: BaseException) -> bool:
+    """True if ``exc`` (a SQLAlchemy error or a driver's own) says the database
+    ran out of space, as opposed to being unreachable, locked or broken.
+
+    Both are answered with 503; telling them apart only changes the message, so
+    that a client (and the operator reading the logs) sees "full" rather than a
+    vague "unavailable" when the disk filled up.
+    """
+    orig = getattr(exc, "orig", None) or exc
+    code = getattr(orig, "sqlite_errorcode", None)  # Python >= 3.11
+    if code is not None:
+        return bool(code & 0xFF == _SQLITE_FULL)  # the low byte is the primary code
+    return getattr(orig, "sqlstate", None) == _PG_DISK_FULL
+
+
+def storage_error_message(exc: BaseException) -> str:
+    """A one-line, client-safe description of a storage failure (no SQL, no paths)."""
+    if storage_is_full(exc):
+        return "the log's storage is full; retry later"
+    return "the log's storage is unavailable; retry later"
+
+
 def sqlite_url(data_dir: Path) -> str:
     """The default database: a SQLite file in the data directory."""
     return f"sqlite:///{(data_dir / 'tlog.db').resolve()}"
 
 
-def create_engine(url: str, *, pool_size: int = 8) -> Engine:
-    """Create an engine with the settings tlog relies on for ``url``'s dialect."""
+#: PostgreSQL cancels any one statement that runs longer than this (ms), so a
+#: pathological query answers 503 instead of holding a worker until gunicorn's
+#: 60 s timeout kills it. Migrations lift it (see :func:`upgrade`).
+PG_STATEMENT_TIMEOUT_MS = 10_000
+
+
+def create_engine(url: str, *, pool_size: int = 8, statement_timeout_ms: int | None = None) -> Engine:
+    """Create an engine with the settings tlog relies on for ``url``'s dialect.
+
+    ``statement_timeout_ms`` (PostgreSQL only) defaults to :data:`PG_STATEMENT_TIMEOUT_MS`; 0 disables it.
+    """
     u = sa.make_url(url)
     if u.get_backend_name() == "sqlite":
         if u.database in (None, "", ":memory:"):
@@ -74,7 +112,10 @@ def create_engine(url: str, *, pool_size: int = 8) -> Engine:
             # the whole pool, so service resumes by itself.
             pool_pre_ping=False,
             pool_recycle=3600,
-            connect_args={"connect_timeout": 10},
+            connect_args={
+                "connect_timeout": 10,
+                "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS if statement_timeout_ms is None else statement_timeout_ms}",
+            },
         )
     raise ValueError(f"unsupported database URL {u.render_as_string(hide_password=True)!r}")
 
@@ -144,6 +185,7 @@ def upgrade(engine: Engine) -> None:
     """
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("SET LOCAL statement_timeout = 0"))  # a migration may take its time
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:ns, -1)"), {"ns": _PG_LOCK_NAMESPACE})
         command.upgrade(_alembic_config(conn), "head")
 
