@@ -109,6 +109,8 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from tlog.ca.identity import der_tlv
+
 __all__ = [
     "DEFAULT_CACHE_SIZE",
     "FULCIO_EXTENSION_NAMES",
@@ -603,31 +605,12 @@ def _san_strings(san: x509.SubjectAlternativeName) -> list[str]:
         elif isinstance(name, x509.OtherName) and name.type_id.dotted_string == OID_OTHERNAME:
             value = name.value
             if value[:1] == b"\xa0":  # [0] EXPLICIT wrapper, if the library kept it
-                inner = _der_tlv(value)
+                inner = der_tlv(value)
                 value = inner[1] if inner else b""
             text = _der_string(value)
             if text:
                 groups["other"].append(text)
     return [s for group in groups.values() for s in group]
-
-
-def _der_tlv(data: bytes) -> tuple[int, bytes] | None:
-    """(tag, contents) of one DER TLV spanning all of ``data``; None if it does not."""
-    if len(data) < 2:
-        return None
-    tag, first = data[0], data[1]
-    if tag & 0x1F == 0x1F:  # high-tag-number form: not a string type
-        return None
-    if first < 0x80:
-        length, pos = first, 2
-    else:
-        n = first & 0x7F
-        if n == 0 or n > 4 or len(data) < 2 + n:
-            return None
-        length, pos = int.from_bytes(data[2 : 2 + n], "big"), 2 + n
-    if pos + length != len(data):
-        return None
-    return tag, data[pos:]
 
 
 _STRING_CODECS = {
@@ -644,7 +627,7 @@ _STRING_CODECS = {
 
 def _der_string(data: bytes) -> str | None:
     """Decode one DER string (the types Go's asn1.Unmarshal puts in a string); None otherwise."""
-    tlv = _der_tlv(data)
+    tlv = der_tlv(data)
     if tlv is None or tlv[0] not in _STRING_CODECS:
         return None
     try:

@@ -97,6 +97,40 @@ def der_utf8string(value: str) -> bytes:
     return bytes([_UTF8STRING_TAG]) + header + body
 
 
+def der_tlv(data: bytes) -> tuple[int, bytes] | None:
+    """(tag, contents) of one DER TLV spanning all of ``data``; None if it does not.
+
+    Only low tag numbers and definite lengths of up to four bytes: enough for
+    the string types certificate extensions carry, and strict about the rest.
+    """
+    if len(data) < 2:
+        return None
+    tag, first = data[0], data[1]
+    if tag & 0x1F == 0x1F:  # high-tag-number form: not a string type
+        return None
+    if first < 0x80:
+        length, pos = first, 2
+    else:
+        n = first & 0x7F
+        if n == 0 or n > 4 or len(data) < 2 + n:
+            return None
+        length, pos = int.from_bytes(data[2 : 2 + n], "big"), 2 + n
+    if pos + length != len(data):
+        return None
+    return tag, data[pos:]
+
+
+def der_utf8string_value(raw: bytes) -> str | None:
+    """The text of a DER UTF8String (tag 0x0C), or None if ``raw`` is not exactly one."""
+    tlv = der_tlv(raw)
+    if tlv is None or tlv[0] != _UTF8STRING_TAG:
+        return None
+    try:
+        return tlv[1].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 @dataclass(frozen=True)
 class Identity:
     """What goes into the leaf certificate for one verified token.

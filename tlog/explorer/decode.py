@@ -111,24 +111,7 @@ def _printable(raw: bytes) -> str:
     return _clip("".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}" for c in text))
 
 
-def der_utf8string_value(raw: bytes) -> str | None:
-    """The text of a DER UTF8String (tag 0x0C), or None if ``raw`` is not exactly one."""
-    if len(raw) < 2 or raw[0] != 0x0C:
-        return None
-    first = raw[1]
-    if first < 0x80:
-        length, start = first, 2
-    else:
-        n = first & 0x7F
-        if n == 0 or n > 4 or len(raw) < 2 + n:
-            return None
-        length, start = int.from_bytes(raw[2 : 2 + n], "big"), 2 + n
-    if start + length != len(raw):
-        return None
-    try:
-        return raw[start:].decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+der_utf8string_value = fulcio.der_utf8string_value
 
 
 def fingerprint(data: bytes) -> str:
