@@ -25,6 +25,10 @@ in worker processes while the main process integrates the previous batch:
   ``/api/v1/log/entries``), each validated and verified by ``canonicalize``
   exactly as the API does. A bad line stops the load with an error naming the
   file and line; the batch holding it is not written (batches before it are).
+  A ``dsse`` entry keeps its DSSE payload as its attestation, written in the
+  entry's batch like any submission's; the server's ``--max-attestation-bytes``
+  does not apply (the operator chose the file), so no dsse entry is ever
+  loaded without its payload.
 
 Generation runs ahead of integration by a bounded number of chunks, so memory
 stays flat however many entries are loaded.
@@ -44,6 +48,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 from tlog.entries import CanonicalEntry
 from tlog.errors import BadRequest, TlogError
@@ -175,12 +181,16 @@ def _init_file() -> None:
     pass
 
 
-def _file_chunk(job: tuple[int, list[str]]) -> tuple[list[tuple[str, str, bytes, tuple[str, ...], bytes | None]], tuple[int, str] | None]:
+#: The fields of a CanonicalEntry, in order, as plain values for the trip back from a worker process.
+_EntryFields = tuple[str, str, bytes, tuple[str, ...], bytes | None, str | None]
+
+
+def _file_chunk(job: tuple[int, list[str]]) -> tuple[list[_EntryFields], tuple[int, str] | None]:
     """Canonicalise lines numbered from ``first``; stops at the first bad line and reports it."""
     from tlog.entries import canonicalize
 
     first, lines = job
-    out = []
+    out: list[_EntryFields] = []
     for n, line in enumerate(lines, first):
         if not line.strip():
             continue
@@ -192,7 +202,7 @@ def _file_chunk(job: tuple[int, list[str]]) -> tuple[list[tuple[str, str, bytes,
             e = canonicalize(proposed)
         except TlogError as exc:
             return out, (n, exc.message)
-        out.append((e.kind, e.api_version, e.body, e.search_keys, e.attestation))
+        out.append((e.kind, e.api_version, e.body, e.search_keys, e.attestation, e.payload_type))
     return out, None
 
 
@@ -310,31 +320,18 @@ def file_batches(path: Path, batch: int, *, processes: int, limit: int | None = 
 
 
 class _Progress:
-    """tqdm when installed (the ``bench`` extra), else a line every few seconds."""
+    """A tqdm bar on stderr: redrawn in place on a terminal, a line every few seconds in a file."""
 
     def __init__(self, total: int | None, enabled: bool) -> None:
         self.bar = None
-        self.total, self.done, self.enabled = total, 0, enabled
-        self.started = self.last = time.monotonic()
-        if not enabled:
-            return
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            return
-        self.bar = tqdm(total=total, unit=" entries", unit_scale=True, smoothing=0.1, dynamic_ncols=True,
-                        mininterval=0.5 if sys.stderr.isatty() else 5.0, file=sys.stderr)  # fmt: skip
+        if enabled:
+            self.bar = tqdm(total=total, unit=" entries", unit_scale=True, smoothing=0.1, dynamic_ncols=True,
+                            mininterval=0.5 if sys.stderr.isatty() else 5.0, file=sys.stderr)  # fmt: skip
 
     def update(self, n: int, size: int) -> None:
-        self.done += n
         if self.bar is not None:
             self.bar.update(n)
             self.bar.set_postfix_str(f"tree size {size:,}", refresh=False)
-        elif self.enabled and time.monotonic() - self.last >= 5:
-            self.last = time.monotonic()
-            rate = self.done / max(self.last - self.started, 1e-9)
-            eta = f", ETA {(self.total - self.done) / rate:.0f} s" if self.total and rate else ""
-            print(f"  {self.done:,} entries, {rate:,.0f} entries/s, tree size {size:,}{eta}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -78,6 +78,10 @@ def main() -> None:
 @click.option("--ecdsa-key", type=click.Path(dir_okay=False, path_type=Path), help="PEM ECDSA P-256 log key (default: generated in the data dir).")
 @click.option("--ed25519-key", type=click.Path(dir_okay=False, path_type=Path), help="PEM Ed25519 checkpoint key (default: generated in the data dir).")
 @click.option("--max-request-bytes", type=click.IntRange(1024, 64 << 20), default=128 * 1024, show_default=True)
+@click.option(
+    "--max-attestation-bytes", type=click.IntRange(1, 64 << 20), default=Settings.max_attestation_bytes, show_default=True,
+    help="Largest DSSE payload a dsse entry may carry (refused with 413 above it; the log keeps every payload).",
+)  # fmt: skip
 @click.option("--log/--no-log", "serve_log", default=True, show_default=True, help="Serve the entry log (Rekor v1 API and tiles).")
 @click.option("--ca/--no-ca", default=True, show_default=True, help="Serve the Fulcio-compatible signing CA and its certificate log.")
 @click.option(
@@ -130,6 +134,7 @@ def serve(
     ecdsa_key: Path | None,
     ed25519_key: Path | None,
     max_request_bytes: int,
+    max_attestation_bytes: int,
     serve_log: bool,
     ca: bool,
     oidc_issuers: Path | None,
@@ -160,6 +165,7 @@ def serve(
         ecdsa_key=ecdsa_key,
         ed25519_key=ed25519_key,
         max_request_bytes=max_request_bytes,
+        max_attestation_bytes=max_attestation_bytes,
         log=serve_log,
         ca=ca,
         oidc_issuers=oidc_issuers,

@@ -40,6 +40,12 @@ class Settings:
     ed25519_key: Path | None = None
     #: Largest accepted request body, in bytes.
     max_request_bytes: int = 128 * 1024
+    #: Largest DSSE payload a dsse submission may carry, in bytes (decoded).
+    #: The log keeps every payload as the entry's attestation, so a larger one
+    #: is refused with 413 where Rekor (``--max_attestation_size``, same
+    #: default) would log the entry without it. The request limit above
+    #: applies first: with both defaults it is the one that bites.
+    max_attestation_bytes: int = 100 * 1024
     #: Most items (UUIDs, indexes or entries) in one search or retrieve request.
     max_batch_items: int = 100
     #: Most results one index search returns.

@@ -19,15 +19,19 @@ Read this file top to bottom.
       and collect every new perfect-subtree node;
    e. sign the new tree head (ECDSA for Rekor clients, Ed25519 for C2SP
       witnesses);
-   f. insert entries, nodes, search keys and the tree head;
+   f. insert entries, the attestations of dsse entries (their DSSE
+      payloads, which the bodies only hash), nodes, search keys and the tree
+      head;
    g. build each new entry's inclusion proof (one read), and COMMIT.
 
    The commit is the point of no return and the only one. If the process dies
    anywhere before it, the database rolls the whole batch back: no index is
-   used, no node is written, no head is signed into storage, and no
-   submitter has had an answer. If it dies after it, everything is durable
-   (SQLite ``synchronous=FULL`` / PostgreSQL's WAL) and only the answers are
-   lost; the clients retry and get 409 with the entry's location.
+   used, no entry, attestation or node is written, no head is signed into
+   storage, and no submitter has had an answer. If it dies after it,
+   everything is durable (SQLite ``synchronous=FULL`` / PostgreSQL's WAL) and
+   only the answers are lost; the clients retry and get 409 with the entry's
+   location. Either way nobody ever reads a dsse entry without its
+   attestation, nor an attestation without its entry.
 3. The sequencer thread wakes the waiting request threads, which sign the
    SET and answer.
 
@@ -54,7 +58,7 @@ from tlog.log import TransparencyLog
 from tlog.storage import store
 from tlog.storage.db import storage_error_message, write_transaction
 from tlog.storage.models import node_key
-from tlog.storage.store import EntryRecord, TreeHeadRecord
+from tlog.storage.store import AttestationRecord, EntryRecord, TreeHeadRecord
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +106,7 @@ def integrate(
             if leaf in existing:
                 outcome.append(existing[leaf])
                 continue
-            record = EntryRecord(next_index, leaf, entry.body, integrated_time)
+            record = EntryRecord(next_index, leaf, entry.body, integrated_time, _attestation(entry))
             next_index += 1
             existing[leaf] = record.log_index
             records.append(record)
@@ -119,6 +123,7 @@ def integrate(
 
         # (f) Write it all; the commit at the end of this block is the point of no return.
         store.insert_entries(conn, tree, records)
+        store.insert_attestations(conn, tree, records)
         store.insert_node_levels(conn, tree, new_levels)
         store.insert_search_keys(
             conn,
@@ -144,6 +149,12 @@ def integrate(
         Integrated(o, new_head, proofs[o.log_index]) if isinstance(o, EntryRecord) else _conflict(tlog, leaf_hashes[i], o)
         for i, o in enumerate(outcome)
     ]
+
+
+def _attestation(entry: CanonicalEntry) -> AttestationRecord | None:
+    if entry.attestation is None or entry.payload_type is None:
+        return None
+    return AttestationRecord(entry.payload_type, entry.attestation)
 
 
 def _submitted(

@@ -8,6 +8,8 @@ exports.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import requests
 
 from conftest import LiveServer
 from tlog.config import Settings
@@ -100,9 +103,18 @@ def test_attest_and_verify(stack) -> None:  # type: ignore[no-untyped-def]
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     bundle = json.loads((stack["tmp"] / "pkg.tar.gz.sigstore.json").read_text())
-    assert bundle["verificationMaterial"]["tlogEntries"][0]["kindVersion"]["kind"] == "dsse"
+    tlog_entry = bundle["verificationMaterial"]["tlogEntries"][0]
+    assert tlog_entry["kindVersion"]["kind"] == "dsse"
     ok = sigstore(stack["trust"], "verify", "identity", "--cert-identity", "bob@example.com", "--cert-oidc-issuer", stack["server"].url + "/oidc", str(artifact))
     assert ok.returncode == 0, ok.stderr
+
+    # The log returns, as the entry's attestation, exactly the statement sigstore-python signed.
+    resp = requests.get(stack["server"].url + "/api/v1/log/entries", params={"logIndex": tlog_entry["logIndex"]}, timeout=10)
+    (logged,) = resp.json().values()
+    signed = base64.b64decode(bundle["dsseEnvelope"]["payload"])
+    assert base64.b64decode(logged["attestation"]["data"]) == signed
+    subject = json.loads(signed)["subject"]
+    assert subject[0]["digest"]["sha256"] == hashlib.sha256(artifact.read_bytes()).hexdigest()
 
 
 def test_github_actions_identity(stack) -> None:  # type: ignore[no-untyped-def]

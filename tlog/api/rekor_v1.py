@@ -58,7 +58,7 @@ def get_consistency_proof() -> Response:
 @bp.post("/log/entries")
 def create_entry() -> tuple[Response, int, dict[str, str]]:
     svc = services()
-    canonical = entries.canonicalize(read_json())
+    canonical = entries.canonicalize(read_json(), max_attestation_bytes=svc.settings.max_attestation_bytes)
     integrated = svc.sequencer.submit(canonical, timeout=svc.settings.submit_timeout)
     body = log_entry(svc.log, Inclusion(integrated.entry, integrated.head, integrated.proof))
     uuid = next(iter(body))

@@ -71,10 +71,17 @@ def _deeper_than(value: Any, limit: int) -> bool:
 
 
 def log_entry(tlog: TransparencyLog, inc: Inclusion) -> dict[str, Any]:
-    """A Rekor ``LogEntry``: ``{uuid: LogEntryAnon}``."""
+    """A Rekor ``LogEntry``: ``{uuid: LogEntryAnon}``.
+
+    A dsse entry also carries Rekor's ``attestation: {"data": <base64 of the
+    DSSE payload>}``, so a monitor can read its statement; entries without a
+    stored payload (hashedrekord, dsse logged before payloads were kept) have
+    no such member.
+    """
     entry, head = inc.entry, inc.head
-    return {
-        tlog.entry_uuid(entry.leaf_hash): {
+    uuid = tlog.entry_uuid(entry.leaf_hash)
+    wire: dict[str, Any] = {
+        uuid: {
             "body": base64.b64encode(entry.body).decode(),
             "integratedTime": entry.integrated_time,
             "logID": tlog.log_id_hex,
@@ -91,6 +98,9 @@ def log_entry(tlog: TransparencyLog, inc: Inclusion) -> dict[str, Any]:
             },
         }
     }
+    if entry.attestation is not None:
+        wire[uuid]["attestation"] = {"data": base64.b64encode(entry.attestation.data).decode()}
+    return wire
 
 
 def parse_int_arg(name: str, *, required: bool, default: int | None = None, minimum: int = 0) -> int:

@@ -10,7 +10,13 @@ sigstore-python rebuilds the body from its bundle and compares.
 Supported kinds: ``hashedrekord`` 0.0.1 (:mod:`tlog.entries.hashedrekord`) and
 ``dsse`` 0.0.1 (:mod:`tlog.entries.dsse`). Every validation failure raises
 :class:`tlog.errors.BadRequest` whose message starts with the JSON path of the
-offending field; no other exception escapes for any JSON-like input.
+offending field; no other exception escapes for any JSON-like input, except
+:class:`tlog.errors.PayloadTooLarge` for a DSSE payload over the caller's
+``max_attestation_bytes``.
+
+A ``dsse`` body holds only hashes of the envelope and its payload, so the
+payload itself (the in-toto statement a monitor reads) travels beside the body
+as the entry's *attestation*, to be stored with it in the same transaction.
 
 Search keys are plain strings in these namespaces:
 
@@ -31,7 +37,7 @@ from typing import Any
 
 import rfc8785
 
-from tlog.errors import BadRequest
+from tlog.errors import BadRequest, PayloadTooLarge
 
 __all__ = [
     "MAX_BODY_SIZE",
@@ -61,7 +67,8 @@ class CanonicalEntry:
 
     ``body`` is the exact leaf data (RFC 8785 JSON, at most
     :data:`MAX_BODY_SIZE` bytes); ``search_keys`` is sorted and free of
-    duplicates; ``attestation`` is the DSSE payload for ``dsse`` entries and
+    duplicates; ``attestation`` is the decoded DSSE payload and
+    ``payload_type`` the envelope's ``payloadType`` for ``dsse`` entries, both
     ``None`` otherwise.
     """
 
@@ -70,15 +77,26 @@ class CanonicalEntry:
     body: bytes
     search_keys: tuple[str, ...]
     attestation: bytes | None
+    payload_type: str | None = None
+
+    def __post_init__(self) -> None:
+        # The sequencer stores the two together; one without the other is a bug.
+        if (self.attestation is None) != (self.payload_type is None):
+            raise ValueError("an attestation needs its payload type, and a payload type its attestation")
 
 
-def canonicalize(proposed: object) -> CanonicalEntry:
+def canonicalize(proposed: object, *, max_attestation_bytes: int | None = None) -> CanonicalEntry:
     """Validate and verify a parsed proposed entry and return its canonical form.
 
     ``proposed`` is the request JSON as parsed by :func:`json.loads` (any
     combination of dict/list/str/int/float/bool/None is accepted as input).
+    ``max_attestation_bytes`` caps a dsse entry's decoded payload; None (a
+    lookup, the bulk loader) accepts any size.
 
-    Raises :class:`tlog.errors.BadRequest` naming the JSON path and the problem.
+    Raises :class:`tlog.errors.BadRequest` naming the JSON path and the problem,
+    or :class:`tlog.errors.PayloadTooLarge` for a payload over the cap: the
+    entry is refused rather than logged without its payload, so that every
+    dsse entry in the log has an attestation a monitor can read.
     """
     if not isinstance(proposed, dict):
         raise BadRequest(f"proposed entry: expected a JSON object, got {json_type(proposed)}")
@@ -99,12 +117,17 @@ def canonicalize(proposed: object) -> CanonicalEntry:
     # below from this package, and a lazy import keeps that one-way at load time.
     from tlog.entries import dsse, hashedrekord
 
-    attestation: bytes | None
+    attestation: bytes | None = None
+    payload_type: str | None = None
     if kind == "hashedrekord":
         canonical_spec, keys = hashedrekord.canonicalize_spec(spec)
-        attestation = None
     else:
-        canonical_spec, keys, attestation = dsse.canonicalize_spec(spec)
+        canonical_spec, keys, payload_type, attestation = dsse.canonicalize_spec(spec)
+        if max_attestation_bytes is not None and len(attestation) > max_attestation_bytes:
+            raise PayloadTooLarge(
+                f"spec.proposedContent.envelope.payload: the DSSE payload is {len(attestation)} bytes; "
+                f"this log stores attestations of at most {max_attestation_bytes} bytes"
+            )
 
     keys = indexable_search_keys(keys)
     body = rfc8785.dumps({"apiVersion": api_version, "kind": kind, "spec": canonical_spec})
@@ -118,6 +141,7 @@ def canonicalize(proposed: object) -> CanonicalEntry:
         body=body,
         search_keys=tuple(sorted(set(keys))),
         attestation=attestation,
+        payload_type=payload_type,
     )
 
 

@@ -22,6 +22,12 @@ one in ``verifiers`` order, as Rekor's map does). The stored verifier is the
 base64 of its *canonical* PEM, as in Rekor; for sigstore-python, which sends
 base64 of cryptography's PEM, that is byte-identical to ``verifiers[i]``, and
 it is exactly what sigstore-python re-derives from the bundle certificate.
+
+The decoded payload and its ``payloadType`` are returned beside the canonical
+spec: the log keeps them as the entry's attestation (Rekor v1's
+``attestation.data``). A ``payloadType`` holding NUL is refused, because a
+PostgreSQL text column cannot store it and the failure would take the whole
+integration batch with it.
 """
 
 from __future__ import annotations
@@ -55,8 +61,8 @@ _VERIFIERS = "spec.proposedContent.verifiers"
 _SERVER_FIELDS = ("signatures", "envelopeHash", "payloadHash")
 
 
-def canonicalize_spec(spec: dict[Any, Any]) -> tuple[dict[str, Any], list[str], bytes]:
-    """Validate and verify a dsse spec; return (canonical spec, search keys, payload)."""
+def canonicalize_spec(spec: dict[Any, Any]) -> tuple[dict[str, Any], list[str], str, bytes]:
+    """Validate and verify a dsse spec; return (canonical spec, search keys, payloadType, payload)."""
     proposed = require_object(spec, "proposedContent", "spec")
     for name in _SERVER_FIELDS:
         value = spec.get(name)
@@ -67,7 +73,8 @@ def canonicalize_spec(spec: dict[Any, Any]) -> tuple[dict[str, Any], list[str], 
 
     envelope_text = require_str(proposed, "envelope", "spec.proposedContent")
     envelope_bytes = _utf8(envelope_text, _ENVELOPE)
-    payload_type, payload, signatures = _parse_envelope(envelope_text)
+    payload_type_text, payload, signatures = _parse_envelope(envelope_text)
+    payload_type = payload_type_text.encode("utf-8")  # _parse_envelope checked it encodes
 
     verifier_texts = require_list(proposed, "verifiers", "spec.proposedContent")
     if not verifier_texts:
@@ -120,7 +127,7 @@ def canonicalize_spec(spec: dict[Any, Any]) -> tuple[dict[str, Any], list[str], 
         search_keys.extend(verifier.search_keys())
     if payload_type == IN_TOTO_PAYLOAD_TYPE.encode():
         search_keys.extend(in_toto_subject_keys(payload))
-    return canonical, search_keys, payload
+    return canonical, search_keys, payload_type_text, payload
 
 
 def in_toto_subject_keys(payload: bytes) -> list[str]:
@@ -151,8 +158,8 @@ def in_toto_subject_keys(payload: bytes) -> list[str]:
     return keys
 
 
-def _parse_envelope(text: str) -> tuple[bytes, bytes, list[bytes]]:
-    """Return (payloadType as UTF-8, decoded payload, decoded signatures)."""
+def _parse_envelope(text: str) -> tuple[str, bytes, list[bytes]]:
+    """Return (payloadType, decoded payload, decoded signatures)."""
     if not text:
         raise BadRequest(f"{_ENVELOPE}: empty")
     try:
@@ -163,8 +170,10 @@ def _parse_envelope(text: str) -> tuple[bytes, bytes, list[bytes]]:
         raise BadRequest(f"{_ENVELOPE}: expected a JSON object, got {json_type(envelope)}")
 
     payload = decode_base64(require_str(envelope, "payload", _ENVELOPE), f"{_ENVELOPE}.payload")
-    payload_type_text = require_str(envelope, "payloadType", _ENVELOPE)
-    payload_type = _utf8(payload_type_text, f"{_ENVELOPE}.payloadType")
+    payload_type = require_str(envelope, "payloadType", _ENVELOPE)
+    _utf8(payload_type, f"{_ENVELOPE}.payloadType")
+    if "\x00" in payload_type:
+        raise BadRequest(f"{_ENVELOPE}.payloadType: contains NUL, which the log cannot store")
 
     items = require_list(envelope, "signatures", _ENVELOPE)
     if not items:

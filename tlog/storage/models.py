@@ -4,10 +4,10 @@ Several Merkle trees live side by side, each a row of ``trees``: the entry log,
 the certificate log of the CA, and frozen shards after a key rotation. Every
 other table is keyed by ``tree`` first.
 
-``entries``, ``nodes``, ``tree_heads`` and ``search_index`` are append-only:
-the migrations install triggers that refuse UPDATE and DELETE on them, so even
-a bug (or an operator with a SQL shell and no migration) cannot rewrite history
-without first dropping a trigger.
+The tables of :data:`APPEND_ONLY_TABLES` are append-only: the migrations
+install triggers that refuse UPDATE and DELETE on them, so even a bug (or an
+operator with a SQL shell and no migration) cannot rewrite history without
+first dropping a trigger.
 
 Node hashes are stored for every *perfect* subtree (``nodes``), keyed by
 ``node_key(level, index)``. That is about two rows per entry and makes every
@@ -94,6 +94,27 @@ class Entry(Base):
     integrated_time: Mapped[int] = mapped_column(BigInteger)
 
 
+class Attestation(Base):
+    """The exact DSSE payload of a ``dsse`` entry, which its body only hashes.
+
+    Written in the same transaction as the entry, so a reader sees both or
+    neither; the API returns it as Rekor's ``attestation.data`` so that
+    monitors can read the in-toto subject of every dsse entry.
+    """
+
+    __tablename__ = "attestations"
+    # A rowid table, unlike its neighbours: SQLite keeps WITHOUT ROWID rows in
+    # the primary-key b-tree itself, which suits small rows, not payloads of up
+    # to --max-attestation-bytes. No foreign key to entries either (see Node).
+
+    tree: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    log_index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    #: The envelope's ``payloadType`` (e.g. ``application/vnd.in-toto+json``).
+    payload_type: Mapped[str] = mapped_column(Text)
+    #: The decoded payload, byte for byte; its SHA-256 is the body's ``payloadHash``.
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class Node(Base):
     """The hash of one perfect subtree, keyed by :func:`node_key`."""
 
@@ -160,4 +181,4 @@ class Cosignature(Base):
 
 
 #: Tables whose rows may never change once written.
-APPEND_ONLY_TABLES = ("entries", "nodes", "tree_heads", "search_index", "cosignatures")
+APPEND_ONLY_TABLES = ("entries", "nodes", "tree_heads", "search_index", "cosignatures", "attestations")

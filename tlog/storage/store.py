@@ -1,8 +1,8 @@
 """SQL reads and writes of one tree, on an open connection.
 
 Every function takes the connection of the caller's transaction, so the
-sequencer can write an entire batch (entries, nodes, index keys, tree head) in
-one atomic commit, and readers see either all of it or none of it.
+sequencer can write an entire batch (entries, attestations, nodes, index keys,
+tree head) in one atomic commit, and readers see either all of it or none of it.
 """
 
 from __future__ import annotations
@@ -12,15 +12,17 @@ import dataclasses
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from tlog.errors import Internal
 from tlog.merkle import NodeID
-from tlog.storage.models import NODE_INDEX_BITS, Cosignature, Entry, Node, SearchKey, Tree, TreeHead, node_key
+from tlog.storage.models import NODE_INDEX_BITS, Attestation, Cosignature, Entry, Node, SearchKey, Tree, TreeHead, node_key
 
 _entries = Entry.__table__
+_attestations = Attestation.__table__
 _nodes = Node.__table__
 _heads = TreeHead.__table__
 _search = SearchKey.__table__
@@ -55,13 +57,29 @@ class TreeHeadRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class AttestationRecord:
+    """A dsse entry's DSSE payload and its type, as stored."""
+
+    payload_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class EntryRecord:
-    """An integrated entry as stored."""
+    """An integrated entry as stored.
+
+    ``attestation`` is the entry's DSSE payload, read together with the entry
+    by the point reads the Rekor API serves (:func:`get_entry`,
+    :func:`get_entry_by_leaf_hash` and the readers); it is None for entries
+    without one, and always None from :func:`get_entries_range`, whose callers
+    (tiles, the explorer) need only bodies.
+    """
 
     log_index: int
     leaf_hash: bytes
     body: bytes
     integrated_time: int
+    attestation: AttestationRecord | None = None
 
 
 # --- trees -----------------------------------------------------------------------------
@@ -244,22 +262,40 @@ def insert_node_levels(conn: Connection, tree: int, levels: Sequence[tuple[int, 
 # --- entries ---------------------------------------------------------------------------
 
 _entry_cols = (_entries.c.log_index, _entries.c.leaf_hash, _entries.c.body, _entries.c.integrated_time)
-_ENTRY = sa.select(*_entry_cols).where(
+# Point reads take the attestation in the same statement (an outer join on its
+# primary key): one round trip per entry read, whatever its kind.
+_entry_with_attestation = sa.select(*_entry_cols, _attestations.c.payload_type, _attestations.c.data).select_from(
+    _entries.outerjoin(
+        _attestations,
+        sa.and_(_attestations.c.tree == _entries.c.tree, _attestations.c.log_index == _entries.c.log_index),
+    )
+)
+_ENTRY = _entry_with_attestation.where(
     _entries.c.tree == sa.bindparam("tree"), _entries.c.log_index == sa.bindparam("log_index")
 )
-_ENTRY_BY_LEAF = sa.select(*_entry_cols).where(
+_ENTRY_BY_LEAF = _entry_with_attestation.where(
     _entries.c.tree == sa.bindparam("tree"), _entries.c.leaf_hash == sa.bindparam("leaf_hash")
 )
+_ENTRIES = _entry_with_attestation.where(
+    _entries.c.tree == sa.bindparam("tree"), _entries.c.log_index.in_(sa.bindparam("indexes", expanding=True))
+)
+
+
+def _joined_record(row: Sequence[Any]) -> EntryRecord:
+    """An :class:`EntryRecord` from a row of the entry columns, then payload_type and data (NULL when absent)."""
+    log_index, leaf_hash, body, integrated_time, payload_type, data = row
+    attestation = None if data is None else AttestationRecord(payload_type, bytes(data))
+    return EntryRecord(log_index, leaf_hash, body, integrated_time, attestation)
 
 
 def get_entry(conn: Connection, tree: int, log_index: int) -> EntryRecord | None:
     row = conn.execute(_ENTRY, {"tree": tree, "log_index": log_index}).first()
-    return EntryRecord(*row) if row else None
+    return _joined_record(row) if row else None
 
 
 def get_entry_by_leaf_hash(conn: Connection, tree: int, leaf_hash: bytes) -> EntryRecord | None:
     row = conn.execute(_ENTRY_BY_LEAF, {"tree": tree, "leaf_hash": leaf_hash}).first()
-    return EntryRecord(*row) if row else None
+    return _joined_record(row) if row else None
 
 
 def get_entries_range(conn: Connection, tree: int, begin: int, end: int) -> list[EntryRecord]:
@@ -315,6 +351,25 @@ def insert_entries(conn: Connection, tree: int, entries: Sequence[EntryRecord]) 
                 for e in entries
             ],
         )
+
+
+_SQLITE_INSERT_ATTESTATIONS = "INSERT INTO attestations (tree, log_index, payload_type, data) VALUES (?, ?, ?, ?)"
+
+
+def insert_attestations(conn: Connection, tree: int, entries: Sequence[EntryRecord]) -> None:
+    """Insert the attestation of each entry that has one.
+
+    Call it in the transaction that inserts the entries themselves: that is
+    what makes an entry and its attestation visible together or not at all.
+    """
+    rows = [(tree, e.log_index, a.payload_type, a.data) for e in entries if (a := e.attestation) is not None]
+    if not rows:
+        return
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(_SQLITE_INSERT_ATTESTATIONS, rows)
+    else:
+        columns = ("tree", "log_index", "payload_type", "data")
+        conn.execute(sa.insert(_attestations), [dict(zip(columns, r)) for r in rows])
 
 
 # --- search index ----------------------------------------------------------------------
@@ -376,7 +431,11 @@ class CoreReader:
         return get_entry(self.conn, tree, log_index)
 
     def entries(self, tree: int, log_indexes: Sequence[int]) -> dict[int, EntryRecord]:
-        return {i: e for i in log_indexes if (e := get_entry(self.conn, tree, i)) is not None}
+        found: dict[int, EntryRecord] = {}
+        for chunk in _chunks(sorted(set(log_indexes))):
+            for row in self.conn.execute(_ENTRIES, {"tree": tree, "indexes": chunk}):
+                found[row[0]] = _joined_record(row)
+        return found
 
     def entry_by_leaf_hash(self, tree: int, leaf_hash: bytes) -> EntryRecord | None:
         return get_entry_by_leaf_hash(self.conn, tree, leaf_hash)
@@ -390,8 +449,13 @@ class CoreReader:
 
 
 _SQLITE_LATEST_HEAD = "SELECT size, root_hash, timestamp, checkpoint FROM tree_heads WHERE tree = ? ORDER BY size DESC LIMIT 1"
-_SQLITE_ENTRY = "SELECT log_index, leaf_hash, body, integrated_time FROM entries WHERE tree = ? AND log_index = ?"
-_SQLITE_ENTRY_BY_LEAF = "SELECT log_index, leaf_hash, body, integrated_time FROM entries WHERE tree = ? AND leaf_hash = ?"
+# The same columns and outer join as _ENTRY: an entry and its attestation in one statement.
+_SQLITE_ENTRIES = (
+    "SELECT e.log_index, e.leaf_hash, e.body, e.integrated_time, a.payload_type, a.data FROM entries AS e "
+    "LEFT JOIN attestations AS a ON a.tree = e.tree AND a.log_index = e.log_index WHERE e.tree = ? AND "
+)
+_SQLITE_ENTRY = _SQLITE_ENTRIES + "e.log_index = ?"
+_SQLITE_ENTRY_BY_LEAF = _SQLITE_ENTRIES + "e.leaf_hash = ?"
 
 
 def _sqlite_in(select: str, n: int) -> str:
@@ -412,20 +476,19 @@ class SQLiteReader:
 
     def entry(self, tree: int, log_index: int) -> EntryRecord | None:
         row = self._db.execute(_SQLITE_ENTRY, (tree, log_index)).fetchone()  # type: ignore[attr-defined]
-        return EntryRecord(*row) if row else None
+        return _joined_record(row) if row else None
 
     def entries(self, tree: int, log_indexes: Sequence[int]) -> dict[int, EntryRecord]:
         found: dict[int, EntryRecord] = {}
         execute = self._db.execute  # type: ignore[attr-defined]
         for chunk in _chunks(sorted(set(log_indexes))):
-            sql = _sqlite_in("SELECT log_index, leaf_hash, body, integrated_time FROM entries WHERE tree = ? AND log_index", len(chunk))
-            for row in execute(sql, (tree, *chunk)):
-                found[row[0]] = EntryRecord(*row)
+            for row in execute(_sqlite_in(_SQLITE_ENTRIES + "e.log_index", len(chunk)), (tree, *chunk)):
+                found[row[0]] = _joined_record(row)
         return found
 
     def entry_by_leaf_hash(self, tree: int, leaf_hash: bytes) -> EntryRecord | None:
         row = self._db.execute(_SQLITE_ENTRY_BY_LEAF, (tree, leaf_hash)).fetchone()  # type: ignore[attr-defined]
-        return EntryRecord(*row) if row else None
+        return _joined_record(row) if row else None
 
     def node_hashes(self, tree: int, keys: Sequence[int]) -> dict[int, bytes]:
         found: dict[int, bytes] = {}
