@@ -7,8 +7,10 @@ Every alert has at least::
 
 plus ``"log_index"`` where one entry is concerned. Types raised by the core:
 ``inconsistent``, ``bad_signature``, ``unreachable``, ``protocol_error``,
-``identity_match``; the gossip adds ``split_view``. :data:`FAILURE_TYPES` are
-the ones that mean a log misbehaved (``--once`` exits 1 on them).
+``identity_match``; the gossip adds ``split_view``; the trusted-publisher
+watch (:mod:`monitor.publisher_watch`) adds ``unexpected_publisher``,
+``attestation_mismatch`` and ``attestation_missing``. :data:`FAILURE_TYPES`
+are the ones that mean a log misbehaved (``--once`` exits 1 on them).
 
 A line written to a file is flushed and fsync'd before :meth:`AlertSink.emit`
 returns. A webhook gets the same JSON object as the body of a POST; a webhook
@@ -40,9 +42,20 @@ __all__ = ["ALERT_TYPES", "FAILURE_TYPES", "AlertSink"]
 
 log = logging.getLogger(__name__)
 
-ALERT_TYPES = ("inconsistent", "bad_signature", "split_view", "identity_match", "unreachable", "protocol_error")
-#: Alert types that are evidence of a misbehaving log (or of an attack on the monitor).
-FAILURE_TYPES = frozenset({"inconsistent", "bad_signature", "split_view"})
+ALERT_TYPES = (
+    "inconsistent",
+    "bad_signature",
+    "split_view",
+    "identity_match",
+    "unreachable",
+    "protocol_error",
+    "unexpected_publisher",
+    "attestation_mismatch",
+    "attestation_missing",
+)
+#: Alert types that are evidence of a misbehaving log (or of an attack on the monitor):
+#: ``attestation_mismatch`` is a log serving another statement than the one it logged.
+FAILURE_TYPES = frozenset({"inconsistent", "bad_signature", "split_view", "attestation_mismatch"})
 _MAX_REMEMBERED = 10_000
 
 

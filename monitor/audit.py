@@ -12,10 +12,11 @@
    compare the resulting root with the checkpoint: a second check,
    independent of the log's own hashes, that the entries are the tree. On
    first contact this starts from leaf 0. Each entry also goes to the
-   watcher.
-6. Write the alerts for watched identities, then compare-and-swap the new
-   state. Nothing is written unless every check passed, so a failed pass
-   leaves the state at the last verified checkpoint.
+   watcher, and each batch of entries to the entry checks (the trusted
+   publisher watch, which may ask the log for more about some entries).
+6. Write the alerts for watched identities and the checks' findings, then
+   compare-and-swap the new state. Nothing is written unless every check
+   passed, so a failed pass leaves the state at the last verified checkpoint.
 
 Network failures (:class:`~monitor.client.LogUnreachable`) propagate: retrying
 is the daemon's business. Everything else ends in an :class:`AuditResult`;
@@ -27,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -35,7 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from monitor.alerts import AlertSink
-from monitor.client import LogClient, ProtocolError
+from monitor.client import LogClient, LogUnreachable, ProtocolError
 from monitor.metrics import MonitorMetrics
 from monitor.state import LogState, StateStore
 from monitor.verify import (
@@ -50,7 +51,7 @@ from monitor.verify import (
 )
 from tlog.merkle import EMPTY_ROOT, CompactRange
 
-__all__ = ["AuditResult", "Match", "Watcher", "audit_log"]
+__all__ = ["AuditResult", "EntryCheck", "Match", "Progress", "Watcher", "audit_log"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,30 @@ class Watcher(Protocol):
 
     def match(self, body: bytes, log_index: int) -> list[Match]:
         """The watched values found in the entry ``body`` at ``log_index``."""
+        ...
+
+
+class EntryCheck(Protocol):
+    """Looks at each batch of audited entries, with the log at hand (``monitor.publisher_watch``)."""
+
+    def check_batch(self, client: LogClient, origin: str, start: int, bodies: Sequence[bytes]) -> list[Match]:
+        """Findings for ``bodies`` at indexes ``start, start + 1, ...``; may fetch more from ``client``.
+
+        :class:`~monitor.client.LogUnreachable` and
+        :class:`~monitor.client.ProtocolError` fail the pass like the audit's own.
+        """
+        ...
+
+
+class Progress(Protocol):
+    """A progress display (a ``tqdm`` bar): told how many entries were hashed, then closed."""
+
+    def update(self, n: int) -> Any:
+        """``n`` more entries are done."""
+        ...
+
+    def close(self) -> None:
+        """The pass is over."""
         ...
 
 
@@ -109,11 +134,15 @@ def audit_log(
     *,
     metrics: MonitorMetrics | None = None,
     clock: Callable[[], float] = time.time,
+    checks: Sequence[EntryCheck] = (),
+    progress: Callable[[str, int], Progress] | None = None,
 ) -> AuditResult:
     """Run one pass over the log behind ``client``; see the module docstring.
 
     ``origin_pins`` are keys configured for this log (trust config,
-    ``--log-key``), or None. Raises :class:`~monitor.client.LogUnreachable`.
+    ``--log-key``), or None. ``progress(origin, entries)``, when given, makes
+    the display for a pass that has entries to fetch. Raises
+    :class:`~monitor.client.LogUnreachable`.
     """
     url = client.url
     origin: str | None = None
@@ -152,12 +181,17 @@ def audit_log(
         # (5) The entries.
         begin = old.size if old is not None else 0
         edge = old.compact_range() if old is not None else CompactRange()
-        matches = _audit_entries(client, edge, begin, new, watcher)
+        bar = progress(origin, new.size - begin) if progress is not None and new.size > begin else None
+        try:
+            matches = _audit_entries(client, edge, begin, new, watcher, checks, bar)
+        finally:
+            if bar is not None:
+                bar.close()
         root = edge.root() if edge.end else EMPTY_ROOT
         if root != new.root_hash:
             check_entries_root(new, root, begin=begin, bad_index=_first_bad_leaf(client, begin, new))
 
-        # (6) Watched identities, then the new state.
+        # (6) Watched identities and findings, then the new state.
         emitted = [_emit_match(alerts, m, url, origin) for m in matches]
         state = LogState(
             origin=origin,
@@ -228,9 +262,16 @@ def _trust_on_first_use(client: LogClient) -> Pins:
 
 
 def _audit_entries(
-    client: LogClient, edge: CompactRange, begin: int, new: VerifiedCheckpoint, watcher: Watcher | None
+    client: LogClient,
+    edge: CompactRange,
+    begin: int,
+    new: VerifiedCheckpoint,
+    watcher: Watcher | None,
+    checks: Sequence[EntryCheck] = (),
+    bar: Progress | None = None,
 ) -> list[Match]:
-    """Step (5): hash entries ``[begin, new.size)`` into ``edge``; collect watcher matches."""
+    """Step (5): hash entries ``[begin, new.size)`` into ``edge``; collect watcher matches
+    and the checks' findings."""
     matches: list[Match] = []
     sha = _sha256
     for start, bodies in client.entry_batches(begin, new.size):
@@ -243,6 +284,15 @@ def _audit_entries(
                     matches.extend(watcher.match(body, i))
                 except Exception:  # a watcher bug must not stall the audit
                     log.exception("%s: the watcher failed on entry %d", client.url, i)
+        for check in checks:
+            try:
+                matches.extend(check.check_batch(client, new.origin, start, bodies))
+            except (LogUnreachable, ProtocolError):
+                raise  # the log's fault: the pass fails, is retried, and no entry goes unchecked
+            except Exception:  # a bug in a check must not stall the audit
+                log.exception("%s: %r failed on entries %d-%d", client.url, check, start, start + len(bodies) - 1)
+        if bar is not None:
+            bar.update(len(bodies))
     if edge.end != new.size:
         raise ProtocolError(f"the log served entries up to {edge.end}, the checkpoint has {new.size}")
     return matches

@@ -4,8 +4,9 @@ metrics, the witness and the gossip.
 ::
 
     tlog-monitor --log URL [--log URL ...] --state-dir DIR [--once] [--interval SECONDS]
-                 [--watch FILE] [--alerts FILE] [--webhook URL] [--listen HOST:PORT]
-                 [--peer URL ...] [--trust-config FILE] [--log-key URL=VKEY ...]
+                 [--watch FILE] [--publisher-policy FILE] [--alerts FILE] [--webhook URL]
+                 [--listen HOST:PORT] [--peer URL ...] [--trust-config FILE]
+                 [--log-key URL=VKEY ...] [--progress/--no-progress]
     tlog-monitor vkey --state-dir DIR
 
 The group runs the monitor when no subcommand is given (``invoke_without_command``),
@@ -49,6 +50,7 @@ log = logging.getLogger("monitor")
 @click.option("--once", is_flag=True, help="One pass over every log, then exit 0 (verified), 1 (verification failed) or 3 (could not audit).")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=60.0, show_default=True, help="Seconds between passes.")
 @click.option("--watch", "watch_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="Watchlist YAML: alert when these identities appear.")
+@click.option("--publisher-policy", "publisher_policy", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="Trusted-publisher policy YAML: alert when a package's distribution is signed by anyone else.")
 @click.option("--alerts", "alerts_path", default="-", show_default=True, help="File to append JSON-line alerts to ('-' for stdout).")
 @click.option("--webhook", metavar="URL", help="Also POST every alert as JSON to this URL.")
 @click.option("--listen", metavar="HOST:PORT", help="Serve /metrics, the witness and the gossip on this address.")
@@ -60,6 +62,7 @@ log = logging.getLogger("monitor")
 @click.option("--retry-delay", type=click.FloatRange(min=0.0), default=1.0, show_default=True, help="First retry delay (seconds) for an unreachable log; doubles per attempt.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True, help="HTTP timeout per request, in seconds.")
 @click.option("--parallel", type=click.IntRange(1, 64), default=4, show_default=True, help="Entry requests in flight per log.")
+@click.option("--progress/--no-progress", default=None, help="Progress bars on stderr while catching up. Default: when stderr is a terminal.")
 @click.option("-v", "--verbose", count=True, help="More logging on stderr (-v: info, -vv: debug).")
 @click.pass_context
 def main(click_ctx: click.Context, **options: Any) -> None:
@@ -139,6 +142,8 @@ def _build_context(options: dict[str, Any]) -> MonitorContext:
         alerts=alerts,
         targets=targets,
         watcher=_load_watcher(options["watch_file"]),
+        checks=_load_checks(options["publisher_policy"]),
+        progress=_progress(options["progress"]),
         state_dir=options["state_dir"],
         peers=[p.rstrip("/") for p in options["peers"]],
         interval=options["interval"],
@@ -188,6 +193,28 @@ def _load_watcher(path: Path | None) -> Any:
         return watch.Watchlist.load(path)
     except (OSError, ValueError) as exc:
         raise click.BadParameter(f"{path}: {exc}", param_hint="--watch") from None
+
+
+def _load_checks(policy: Path | None) -> list[Any]:
+    if policy is None:
+        return []
+    watch = _optional_module("monitor.publisher_watch")
+    if watch is None or not hasattr(watch, "PublisherWatch"):
+        raise click.ClickException("--publisher-policy needs monitor.publisher_watch, which is not available")
+    try:
+        return [watch.PublisherWatch.load(policy)]
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--publisher-policy") from None
+
+
+def _progress(wanted: bool | None) -> Any:
+    if wanted is None:
+        wanted = sys.stderr.isatty()
+    if not wanted:
+        return None
+    from monitor.progress import progress_bars
+
+    return progress_bars()
 
 
 def _blueprints(ctx: MonitorContext) -> list[Any]:

@@ -29,6 +29,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import requests
@@ -43,6 +44,7 @@ __all__ = [
     "LogClient",
     "LogUnreachable",
     "ProtocolError",
+    "RetrievedEntry",
     "parse_bundle",
     "tile_path",
 ]
@@ -67,6 +69,17 @@ class LogUnreachable(Exception):
 
 class ProtocolError(Exception):
     """The log answered, but not as its API says it must (bad status, malformed body)."""
+
+
+@dataclass(frozen=True)
+class RetrievedEntry:
+    """One entry as the Rekor API serves it: UUID, index, body and, for dsse entries,
+    the base64 ``attestation.data`` (the DSSE payload; None when the log sent none)."""
+
+    uuid: str
+    log_index: int
+    body: bytes
+    attestation: str | None = None
 
 
 def tile_path(index: int, width: int = BUNDLE_WIDTH) -> str:
@@ -328,28 +341,34 @@ class LogClient:
 
     def _rekor_batch(self, begin: int, end: int) -> tuple[int, list[bytes]]:
         wanted = list(range(begin, end))
-        resp = self._request("POST", "/api/v1/log/entries/retrieve", json={"logIndexes": wanted})
-        assert resp is not None
-        answer = self._json(resp)
-        if not isinstance(answer, list):
-            raise ProtocolError("entries/retrieve did not answer a list")
-        bodies: dict[int, bytes] = {}
-        for item in answer:
-            if not isinstance(item, dict) or len(item) != 1:
-                raise ProtocolError("entries/retrieve: an item is not a {uuid: entry} object")
-            (entry,) = item.values()
-            try:
-                index = entry["logIndex"]
-                body = base64.b64decode(entry["body"], validate=True)
-            except (KeyError, TypeError, binascii.Error, ValueError):
-                raise ProtocolError("entries/retrieve: an entry has no logIndex or base64 body") from None
-            if not isinstance(index, int) or not begin <= index < end:
-                raise ProtocolError(f"entries/retrieve answered index {index!r}, not asked for")
-            bodies[index] = body
-        missing = [i for i in wanted if i not in bodies]
+        found = self.retrieve(wanted)
+        missing = [i for i in wanted if i not in found]
         if missing:
             raise ProtocolError(f"entries/retrieve left out {len(missing)} entries, first {missing[0]}")
-        return begin, [bodies[i] for i in wanted]
+        return begin, [found[i].body for i in wanted]
+
+    def retrieve(self, indexes: Sequence[int]) -> dict[int, RetrievedEntry]:
+        """The entries at ``indexes`` from ``POST /api/v1/log/entries/retrieve``, by index.
+
+        Asks :data:`REKOR_BATCH` indexes per request. Indexes the log left out
+        are absent from the answer; an index not asked for, a malformed entry
+        or a malformed ``attestation`` member is a :class:`ProtocolError`.
+        """
+        out: dict[int, RetrievedEntry] = {}
+        for i in range(0, len(indexes), REKOR_BATCH):
+            chunk = list(indexes[i : i + REKOR_BATCH])
+            resp = self._request("POST", "/api/v1/log/entries/retrieve", json={"logIndexes": chunk})
+            assert resp is not None
+            answer = self._json(resp)
+            if not isinstance(answer, list):
+                raise ProtocolError("entries/retrieve did not answer a list")
+            asked = set(chunk)
+            for item in answer:
+                entry = _retrieved_entry(item)
+                if entry.log_index not in asked:
+                    raise ProtocolError(f"entries/retrieve answered index {entry.log_index!r}, not asked for")
+                out[entry.log_index] = entry
+        return out
 
     def _prefetched(self, jobs: Sequence[Callable[[], T]]) -> Iterator[T]:
         """Run ``jobs`` up to ``parallel`` at a time, yielding results in order."""
@@ -372,6 +391,28 @@ class LogClient:
             for fut in pending:
                 fut.cancel()
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _retrieved_entry(item: Any) -> RetrievedEntry:
+    if not isinstance(item, dict) or len(item) != 1:
+        raise ProtocolError("entries/retrieve: an item is not a {uuid: entry} object")
+    ((uuid, entry),) = item.items()
+    try:
+        index = entry["logIndex"]
+        body = base64.b64decode(entry["body"], validate=True)
+    except (KeyError, TypeError, binascii.Error, ValueError):
+        raise ProtocolError("entries/retrieve: an entry has no logIndex or base64 body") from None
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise ProtocolError(f"entries/retrieve: logIndex {index!r} is not an integer")
+    attestation = entry.get("attestation")
+    if attestation is not None:
+        # Decoding the data is the caller's business: a payload that is not
+        # base64 is evidence about that entry, not a broken API.
+        data = attestation.get("data") if isinstance(attestation, dict) else None
+        if not isinstance(data, str):
+            raise ProtocolError(f"entries/retrieve: entry {index}'s attestation has no data string")
+        attestation = data
+    return RetrievedEntry(str(uuid), index, body, attestation)
 
 
 def _take(it: Iterator[T], n: int) -> Iterable[T]:

@@ -15,10 +15,12 @@ failed attempts in a row it raises one ``unreachable`` alert for the outage.
 once. Its exit status:
 
 * **0** - every log was verified up to its latest checkpoint and no alert of a
-  failure type (``inconsistent``, ``bad_signature``, ``split_view``) was
-  raised; ``identity_match`` alerts do not change the status;
-* **1** - a verification failed: an ``inconsistent``, ``bad_signature`` or
-  ``split_view`` alert was raised during the run;
+  failure type (``inconsistent``, ``bad_signature``, ``split_view``,
+  ``attestation_mismatch``) was raised; ``identity_match``,
+  ``unexpected_publisher`` and ``attestation_missing`` alerts do not change
+  the status;
+* **1** - a verification failed: an ``inconsistent``, ``bad_signature``,
+  ``split_view`` or ``attestation_mismatch`` alert was raised during the run;
 * **3** - nothing failed verification, but some log could not be audited:
   unreachable after every retry, a malformed answer (``protocol_error``), or
   an internal error. (2 is click's status for a usage error.)
@@ -36,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.alerts import FAILURE_TYPES, AlertSink
-from monitor.audit import AuditResult, Watcher, audit_log
+from monitor.audit import AuditResult, EntryCheck, Progress, Watcher, audit_log
 from monitor.client import LogClient, LogUnreachable
 from monitor.metrics import MonitorMetrics
 from monitor.state import LogState, StateStore
@@ -88,6 +90,10 @@ class MonitorContext:
     * ``tasks`` - called as ``task(ctx)`` once per cycle after the logs (every
       ``interval`` seconds; once with ``--once``); gossip exchanges with peers
       here and raises ``split_view`` through ``ctx.alerts``;
+    * ``checks`` - entry checks given each batch of audited entries with the
+      log's client (the trusted-publisher watch, ``--publisher-policy``);
+    * ``progress`` - ``progress(origin, entries)`` makes a progress display
+      for a catch-up (``--progress``; None: no display);
     * ``extensions`` - a place for their own objects, by name.
     """
 
@@ -95,6 +101,8 @@ class MonitorContext:
     alerts: AlertSink
     targets: list[LogTarget]
     watcher: Watcher | None = None
+    checks: list[EntryCheck] = field(default_factory=list)
+    progress: Callable[[str, int], Progress] | None = None
     metrics: MonitorMetrics = field(default_factory=MonitorMetrics)
     state_dir: Path | None = None
     peers: list[str] = field(default_factory=list)
@@ -127,7 +135,16 @@ def attempt(ctx: MonitorContext, target: LogTarget) -> AuditResult:
     a broken state file) give status ``error``.
     """
     try:
-        result = audit_log(target.client, ctx.store, target.pins, ctx.watcher, ctx.alerts, metrics=ctx.metrics)
+        result = audit_log(
+            target.client,
+            ctx.store,
+            target.pins,
+            ctx.watcher,
+            ctx.alerts,
+            metrics=ctx.metrics,
+            checks=ctx.checks,
+            progress=ctx.progress,
+        )
     except LogUnreachable as exc:
         target.failures += 1
         log.warning("%s: unreachable (attempt %d): %s", target.url, target.failures, exc)

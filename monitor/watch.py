@@ -114,9 +114,12 @@ from tlog.ca.identity import der_tlv
 __all__ = [
     "DEFAULT_CACHE_SIZE",
     "FULCIO_EXTENSION_NAMES",
+    "EntryBody",
     "Match",
+    "VerifierInfo",
     "WatchConfigError",
     "Watchlist",
+    "decode_entry",
 ]
 
 log = logging.getLogger(__name__)
@@ -405,9 +408,10 @@ class Watchlist:
         if not self._active:
             return []
         try:
-            entry_kind, verifiers = _verifiers_of(body)
+            entry = decode_entry(body)
         except Exception:  # noqa: BLE001 - garbage from a log must not stop the monitor
             return []
+        entry_kind, verifiers = entry.kind, entry.verifiers
         if not verifiers:
             return []
         out: list[Match] = []
@@ -438,7 +442,7 @@ class Watchlist:
 
     def _evaluate_uncached(self, verifier: str | bytes) -> tuple[_Hit, ...]:
         try:
-            info = _VerifierInfo.parse(verifier, need_cert_details=self._needs_cert)
+            info = VerifierInfo.parse(verifier, need_cert_details=self._needs_cert)
         except Exception:
             log.debug("unparseable verifier in log entry", exc_info=True)
             return ()
@@ -446,7 +450,7 @@ class Watchlist:
             return ()
         return tuple(self._hits(info))
 
-    def _hits(self, info: _VerifierInfo) -> Iterable[_Hit]:
+    def _hits(self, info: VerifierInfo) -> Iterable[_Hit]:
         common = {
             "verifier": info.kind,
             "san": info.sans,
@@ -493,10 +497,23 @@ class Watchlist:
 # Entry bodies and verifiers.
 
 
-def _verifiers_of(body: bytes) -> tuple[str, list[str | bytes]]:
-    """(entry kind, distinct verifier strings) of a canonical body; raises on garbage."""
+@dataclass(frozen=True)
+class EntryBody:
+    """What the watchers read from one entry: its kind, its distinct verifiers (base64
+    PEM strings, or a DER certificate for the certificate log) and its canonical spec."""
+
+    kind: str
+    verifiers: tuple[str | bytes, ...]
+    spec: Mapping[str, Any] = field(default_factory=dict)
+
+
+def decode_entry(body: bytes) -> EntryBody:
+    """Decode a canonical body (or a DER certificate); raises on garbage.
+
+    Shared with :mod:`monitor.publisher_watch`, which reads dsse entries' specs.
+    """
     if body[:1] == b"0":  # 0x30: a DER SEQUENCE, the certificate log's entries
-        return "x509", [bytes(body)]
+        return EntryBody("x509", (bytes(body),))
     doc = json.loads(body)
     kind = doc["kind"]
     spec = doc["spec"]
@@ -510,13 +527,14 @@ def _verifiers_of(body: bytes) -> tuple[str, list[str | bytes]]:
             verifier = sig.get("verifier") if isinstance(sig, dict) else None
             if isinstance(verifier, str) and verifier not in found:
                 found.append(verifier)
-    else:
-        return str(kind), []
-    return str(kind), found
+    return EntryBody(str(kind), tuple(found), spec if isinstance(spec, dict) else {})
 
 
 @dataclass(frozen=True)
-class _VerifierInfo:
+class VerifierInfo:
+    """A verifier (certificate or bare key) as the watchers match it: fingerprints,
+    SANs, OIDC issuer and raw extensions. Shared with :mod:`monitor.publisher_watch`."""
+
     kind: str  # "certificate" | "public_key"
     certificate_sha256: str | None
     public_key_sha256: str | None
@@ -525,7 +543,9 @@ class _VerifierInfo:
     extensions: Mapping[str, bytes] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, verifier: str | bytes, *, need_cert_details: bool) -> _VerifierInfo | None:
+    def parse(cls, verifier: str | bytes, *, need_cert_details: bool) -> VerifierInfo | None:
+        """A base64 PEM certificate or key, or DER certificate bytes; None for other PEM
+        labels; raises on garbage. Without ``need_cert_details`` only the fingerprints."""
         if isinstance(verifier, bytes):
             return cls._from_certificate(x509.load_der_x509_certificate(verifier), need_cert_details)
         pem = base64.b64decode(verifier, validate=True)
@@ -542,7 +562,7 @@ class _VerifierInfo:
         return None
 
     @classmethod
-    def _from_certificate(cls, cert: x509.Certificate, need_details: bool) -> _VerifierInfo:
+    def _from_certificate(cls, cert: x509.Certificate, need_details: bool) -> VerifierInfo:
         cert_fp = cert.fingerprint(hashes.SHA256()).hex()
         try:
             spki = cert.public_key().public_bytes(
@@ -580,6 +600,7 @@ class _VerifierInfo:
         return cls("certificate", cert_fp, key_fp, tuple(sans), issuer or None, raw)
 
     def extension_text(self, oid: str) -> str | None:
+        """Extension ``oid`` as text (a DER string, or raw UTF-8 for ``.1.1``-``.1.6``), or None."""
         value = self.extensions.get(oid)
         if value is None:
             return None

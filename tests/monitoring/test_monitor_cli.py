@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import json
+import os
+import pty
 import signal
+import struct
 import subprocess
+import termios
 import threading
 import time
 from pathlib import Path
@@ -199,6 +204,50 @@ def test_usage_errors_and_vkey(tmp_path: Path) -> None:
     verifier_from_vkey(proc.stdout.strip())  # a well-formed C2SP vkey
     again = subprocess.run([lib.MONITOR, "vkey", "--state-dir", str(tmp_path / "w")], capture_output=True, text=True, timeout=60)
     assert again.stdout == proc.stdout  # stable across runs
+
+
+def test_progress_bar_goes_to_stderr_and_never_into_the_alerts(tmp_path: Path) -> None:
+    settings = lib.build_log(tmp_path / "log", 300)
+    watch = tmp_path / "watch.yaml"
+    watch.write_text("certIdentities:\n  - certSubject: ^builder@example\\.com$\n")  # every entry: 300 alerts on stdout
+    server = lib.serve_fast(settings)
+    try:
+        args = ("--log", server.url, "--once", "--watch", str(watch))
+        status, alerts, stderr = lib.run_monitor(*args, "--state-dir", str(tmp_path / "a"), "--progress")
+        assert status == 0, stderr
+        # run_monitor parsed every stdout line as JSON: the bar left stdout alone.
+        assert len(alerts) == 300 and {a["type"] for a in alerts} == {"identity_match"}
+        assert f"{lib.ORIGIN}: 100%" in stderr and "300/300" in stderr, stderr
+
+        # Not a terminal and not asked for: no bar.
+        status, alerts, stderr = lib.run_monitor(*args, "--state-dir", str(tmp_path / "b"))
+        assert status == 0 and len(alerts) == 300 and "300/300" not in stderr, stderr
+
+        # stderr a terminal (alerts going to a file): a bar without asking; --no-progress silences it.
+        for extra, expect_bar in (((), True), (("--no-progress",), False)):
+            state = tmp_path / f"tty{len(extra)}"
+            controller, terminal = pty.openpty()
+            fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a real terminal's size
+            with open(tmp_path / "stdout.txt", "wb") as stdout:
+                proc = subprocess.Popen(
+                    [lib.MONITOR, *args, "--state-dir", str(state), *extra], stdout=stdout, stderr=terminal
+                )
+            os.close(terminal)
+            shown = b""
+            while True:
+                try:
+                    chunk = os.read(controller, 65536)
+                except OSError:  # EIO: the monitor exited and closed the terminal
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            os.close(controller)
+            assert proc.wait(timeout=120) == 0, shown
+            assert (b"300/300" in shown) == expect_bar, shown
+            assert len((tmp_path / "stdout.txt").read_text().splitlines()) == 300
+    finally:
+        server.stop()
 
 
 def test_listen_serves_metrics_while_the_loop_runs(tmp_path: Path) -> None:
