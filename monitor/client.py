@@ -138,6 +138,8 @@ class LogClient:
         self.timeout = timeout
         self.parallel = max(1, parallel)
         self._mode = mode
+        #: Global log index of the active shard's first entry (Rekor API), once known.
+        self._index_offset: int | None = None
         if session is None:
             session = requests.Session()
             adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(10, self.parallel))
@@ -206,7 +208,14 @@ class LogClient:
         sth = body.get("signedTreeHead") if isinstance(body, dict) else None
         if not isinstance(sth, str):
             raise ProtocolError(f"GET {self.url}/api/v1/log: no signedTreeHead string")
+        self._index_offset = _index_offset(body)
         return self._checkpoint_bytes(sth.encode("utf-8"))
+
+    def _offset(self) -> int:
+        """The active shard's index offset, from ``GET /api/v1/log`` if no checkpoint read told it yet."""
+        if self._index_offset is None:
+            self._index_offset = _index_offset(self._json(self._get("/api/v1/log")))
+        return self._index_offset
 
     @staticmethod
     def _checkpoint_bytes(data: bytes) -> bytes:
@@ -348,23 +357,27 @@ class LogClient:
         return begin, [found[i].body for i in wanted]
 
     def retrieve(self, indexes: Sequence[int]) -> dict[int, RetrievedEntry]:
-        """The entries at ``indexes`` from ``POST /api/v1/log/entries/retrieve``, by index.
+        """The entries at tree positions ``indexes`` from ``POST /api/v1/log/entries/retrieve``.
 
-        Asks :data:`REKOR_BATCH` indexes per request. Indexes the log left out
-        are absent from the answer; an index not asked for, a malformed entry
-        or a malformed ``attestation`` member is a :class:`ProtocolError`.
+        Asks :data:`REKOR_BATCH` indexes per request. Rekor's log indexes are
+        global: past a key rotation (a new shard) the active tree's leaf ``i``
+        is global index ``offset + i``; the answer is keyed by tree position.
+        Indexes the log left out are absent from the answer; an index not
+        asked for, a malformed entry or a malformed ``attestation`` member is
+        a :class:`ProtocolError`.
         """
+        offset = self._offset()
         out: dict[int, RetrievedEntry] = {}
         for i in range(0, len(indexes), REKOR_BATCH):
             chunk = list(indexes[i : i + REKOR_BATCH])
-            resp = self._request("POST", "/api/v1/log/entries/retrieve", json={"logIndexes": chunk})
+            resp = self._request("POST", "/api/v1/log/entries/retrieve", json={"logIndexes": [offset + j for j in chunk]})
             assert resp is not None
             answer = self._json(resp)
             if not isinstance(answer, list):
                 raise ProtocolError("entries/retrieve did not answer a list")
             asked = set(chunk)
             for item in answer:
-                entry = _retrieved_entry(item)
+                entry = _retrieved_entry(item, offset)
                 if entry.log_index not in asked:
                     raise ProtocolError(f"entries/retrieve answered index {entry.log_index!r}, not asked for")
                 out[entry.log_index] = entry
@@ -393,7 +406,7 @@ class LogClient:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _retrieved_entry(item: Any) -> RetrievedEntry:
+def _retrieved_entry(item: Any, offset: int) -> RetrievedEntry:
     if not isinstance(item, dict) or len(item) != 1:
         raise ProtocolError("entries/retrieve: an item is not a {uuid: entry} object")
     ((uuid, entry),) = item.items()
@@ -404,6 +417,7 @@ def _retrieved_entry(item: Any) -> RetrievedEntry:
         raise ProtocolError("entries/retrieve: an entry has no logIndex or base64 body") from None
     if not isinstance(index, int) or isinstance(index, bool):
         raise ProtocolError(f"entries/retrieve: logIndex {index!r} is not an integer")
+    index -= offset  # the position in the active shard's tree
     attestation = entry.get("attestation")
     if attestation is not None:
         # Decoding the data is the caller's business: a payload that is not
@@ -434,3 +448,17 @@ def _hex_hash(value: object, what: str) -> bytes:
         return bytes.fromhex(value)
     except ValueError:
         raise ProtocolError(f"{what}: {value!r} is not a hex SHA-256 hash") from None
+
+
+def _index_offset(log_info: dict[str, Any]) -> int:
+    """Entries in the frozen shards before the active one (Rekor's ``inactiveShards``)."""
+    shards = log_info.get("inactiveShards") or []
+    if not isinstance(shards, list):
+        raise ProtocolError("GET /api/v1/log: inactiveShards is not a list")
+    total = 0
+    for shard in shards:
+        size = shard.get("treeSize") if isinstance(shard, dict) else None
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ProtocolError("GET /api/v1/log: an inactive shard has no treeSize")
+        total += size
+    return total

@@ -249,8 +249,14 @@ def verify_checkpoint(checkpoint: str, key: LogKey, ed25519_key: ed25519.Ed25519
     return ParsedCheckpoint(origin, int(size), root, text)
 
 
-def verify_entry(response: dict[str, Any], key: LogKey) -> tuple[str, dict[str, Any], ParsedCheckpoint]:
-    """Verify a Rekor LogEntry ``{uuid: entry}``; returns (uuid, entry, checkpoint)."""
+def verify_entry(
+    response: dict[str, Any], key: LogKey, *, index_offset: int = 0
+) -> tuple[str, dict[str, Any], ParsedCheckpoint]:
+    """Verify a Rekor LogEntry ``{uuid: entry}``; returns (uuid, entry, checkpoint).
+
+    ``index_offset`` is the global index of the shard's first entry: the
+    entry's ``logIndex`` is global, its inclusion proof's is the shard's own.
+    """
     if len(response) != 1:
         raise VerificationError("a LogEntry must have exactly one key")
     ((uuid, entry),) = response.items()
@@ -272,8 +278,8 @@ def verify_entry(response: dict[str, Any], key: LogKey) -> tuple[str, dict[str, 
     key.public_key.verify(sig, set_payload, ec.ECDSA(hashes.SHA256()))
     # Inclusion proof
     proof = entry["verification"]["inclusionProof"]
-    if proof["logIndex"] != entry["logIndex"]:
-        raise VerificationError("proof index differs from entry index")
+    if proof["logIndex"] + index_offset != entry["logIndex"]:
+        raise VerificationError("proof index plus the shard's offset differs from the entry index")
     hashes_ = [bytes.fromhex(h) for h in proof["hashes"]]
     root = root_from_inclusion(proof["logIndex"], proof["treeSize"], leaf_hash(body), hashes_)
     if root.hex() != proof["rootHash"]:
@@ -287,11 +293,11 @@ def verify_entry(response: dict[str, Any], key: LogKey) -> tuple[str, dict[str, 
 # --- a submitting process, for concurrency tests ----------------------------------------
 
 
-def submit_many(url: str, count: int, email: str) -> list[tuple[str, int, str, str]]:
+def submit_many(url: str, count: int, email: str, *, index_offset: int = 0) -> list[tuple[str, int, str, str]]:
     """Submit ``count`` fresh entries over HTTP and verify each response.
 
     Runs in a separate process. Returns ``(uuid, logIndex, body, checkpoint)``
-    per acknowledged entry.
+    per acknowledged entry. ``index_offset``: see :func:`verify_entry`.
     """
     import requests
 
@@ -304,7 +310,7 @@ def submit_many(url: str, count: int, email: str) -> list[tuple[str, int, str, s
         resp = session.post(url + "/api/v1/log/entries", json=req, timeout=60)
         if resp.status_code != 201:
             raise VerificationError(f"submission failed: {resp.status_code} {resp.text}")
-        uuid, entry, _cp = verify_entry(resp.json(), key)
+        uuid, entry, _cp = verify_entry(resp.json(), key, index_offset=index_offset)
         out.append((uuid, entry["logIndex"], entry["body"], entry["verification"]["inclusionProof"]["checkpoint"]))
     return out
 

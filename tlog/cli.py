@@ -241,11 +241,57 @@ def info(data_dir: Path, database_url: str | None) -> None:
             "publicKey": svc.log.keys.public_key_pem.decode(),
             "vkeys": svc.log.vkeys,
             "checkpoint": head.checkpoint,
+            "indexOffset": svc.log.index_offset,
+            "inactiveShards": [
+                {
+                    "origin": s.log.info.origin,
+                    "treeID": str(s.log.info.tree_id),
+                    "logID": s.log.log_id_hex,
+                    "treeSize": s.size,
+                    "indexOffset": s.offset,
+                }
+                for s in svc.shards.frozen
+            ],
         },
         sys.stdout,
         indent=2,
     )
     sys.stdout.write("\n")
+
+
+@main.command()
+@_data_dir
+@_database_url
+@click.option("--origin", help="Checkpoint origin of the new shard (must differ from every earlier one). "
+              "Omit to finish an interrupted rotation.")
+def rotate(data_dir: Path, database_url: str | None, origin: str | None) -> None:
+    """Rotate the entry log's keys: freeze the active shard, start a new one.
+
+    The frozen shard stays readable under its old keys (kept in
+    DATA_DIR/shards/<tree ID>/) and its entries keep their log indexes; the
+    new shard, with new keys generated 0600 and the new origin, continues the
+    global log index after it. Restart every `tlog serve` on this log
+    afterwards (until then they answer 503 to submissions), copy the new key
+    files to every frontend's data directory, and publish the new trust
+    config (`tlog trust-config`), which lists every shard's key.
+    """
+    from tlog.rotation import rotate as do_rotate
+    from tlog.storage import db as storage_db
+
+    settings = _settings(data_dir, database_url)
+    engine = storage_db.create_engine(settings.resolved_database_url)
+    try:
+        storage_db.upgrade(engine)
+        done = do_rotate(engine, data_dir, origin=origin)
+    except TlogError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        engine.dispose()
+    click.echo(
+        f"frozen: {done.frozen.origin} (treeID {done.frozen.tree_id}, {done.frozen_size} entries)\n"
+        f"active: {done.active.origin} (treeID {done.active.tree_id}, logID {done.active.log_id.hex()})\n"
+        "restart every server on this log; then publish the new trust config (tlog trust-config)"
+    )
 
 
 @main.command("dev-token")
@@ -284,7 +330,7 @@ def trust_config(data_dir: Path, database_url: str | None, url: str, operator: s
         raise click.ClickException(exc.message) from None
     if svc.ca is None:  # pragma: no cover - Settings() enables the CA
         raise click.ClickException("the CA is disabled")
-    config = client_trust_config(url, svc.log, svc.ca.keys, operator=operator, oidc_url=oidc_url)
+    config = client_trust_config(url, svc.shards, svc.ca.keys, operator=operator, oidc_url=oidc_url)
     json.dump(config, sys.stdout, indent=2)
     sys.stdout.write("\n")
     svc.engine.dispose()

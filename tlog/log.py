@@ -72,7 +72,7 @@ class Inclusion:
 class TransparencyLog:
     """Reads, proofs and signatures of one tree; writes go through the sequencer."""
 
-    def __init__(self, engine: Engine, keys: LogKeys, info: TreeInfo) -> None:
+    def __init__(self, engine: Engine, keys: LogKeys, info: TreeInfo, *, index_offset: int = 0) -> None:
         self.engine = engine
         self.keys = keys
         self.info = info
@@ -84,6 +84,9 @@ class TransparencyLog:
             ECDSASigner(info.origin, keys.ecdsa),
             Ed25519Signer(info.origin, keys.ed25519),
         )
+        #: Global log index of this tree's first entry: the total size of the
+        #: frozen shards before it (see :mod:`tlog.shards`); 0 for a first shard.
+        self.index_offset = index_offset
         self._node_cache: dict[int, bytes] = {}
 
     # --- set-up ------------------------------------------------------------------------
@@ -105,12 +108,13 @@ class TransparencyLog:
         elif origin is not None and origin != info.origin:
             raise OriginError(
                 f"the {purpose} log was created with origin {info.origin!r}; "
-                f"--origin {origin!r} does not match (a new origin needs a new shard)"
+                f"--origin {origin!r} does not match (a new origin needs a new shard: `tlog rotate`)"
             )
         if info.log_id != keys.log_id:
             raise OriginError(
                 f"the {purpose} log {info.origin!r} was created with log ID {info.log_id.hex()} "
-                f"but the configured ECDSA key has log ID {keys.log_id.hex()}"
+                f"but the configured ECDSA key has log ID {keys.log_id.hex()} "
+                "(if a `tlog rotate` was interrupted, run it again to finish it)"
             )
         return cls(engine, keys, info)
 
@@ -176,7 +180,7 @@ class TransparencyLog:
                 "body": base64.b64encode(entry.body).decode(),
                 "integratedTime": entry.integrated_time,
                 "logID": self.log_id_hex,
-                "logIndex": entry.log_index,
+                "logIndex": self.index_offset + entry.log_index,
             }
         )
         return self.keys.ecdsa.sign(payload, ec.ECDSA(hashes.SHA256()))

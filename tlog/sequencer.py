@@ -85,7 +85,14 @@ def integrate(
     leaf_hashes = [merkle.hash_leaf(e.body) for e in batch]
     tree = tlog.tree
     with write_transaction(tlog.engine, tree) as conn:
-        # (b) The current head and the right edge of the tree.
+        # (b) The current head and the right edge of the tree. A tree frozen by
+        # a key rotation takes no more entries: a server still running with
+        # the old keys fails here until it is restarted on the new shard.
+        if store.is_frozen(conn, tree):
+            raise Unavailable(
+                f"the shard {tlog.info.origin!r} was frozen by a key rotation; restart the server to use the new shard",
+                retry_after=5,
+            )
         head = store.latest_head(conn, tree)
         if head is None:
             raise Internal(f"tree {tree} has no signed head; it was not created by TransparencyLog.open")
@@ -165,6 +172,7 @@ def _submitted(
 
 def _conflict(tlog: TransparencyLog, leaf_hash: bytes, log_index: int) -> Conflict:
     uuid = tlog.entry_uuid(leaf_hash)
+    log_index += tlog.index_offset
     return Conflict(f"an equivalent entry already exists in the log at logIndex {log_index}", uuid=uuid, log_index=log_index)
 
 

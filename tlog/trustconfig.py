@@ -18,7 +18,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from tlog.ca.pki import CAKeys
+from tlog.keys import spki_der
 from tlog.log import TransparencyLog
+from tlog.shards import ShardedLog
 
 CLIENT_TRUST_CONFIG = "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json"
 TRUSTED_ROOT = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
@@ -40,15 +42,16 @@ def _from_ms(ms: int) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc)
 
 
-def _tlog_instance(base_url: str, spki_der: bytes, log_id: bytes, start: datetime.datetime) -> dict[str, Any]:
+def _tlog_instance(
+    base_url: str, spki_der: bytes, log_id: bytes, start: datetime.datetime, end: datetime.datetime | None = None
+) -> dict[str, Any]:
+    valid_for = {"start": _rfc3339(start - _SKEW)}
+    if end is not None:
+        valid_for["end"] = _rfc3339(end + _SKEW)
     return {
         "baseUrl": base_url,
         "hashAlgorithm": "SHA2_256",
-        "publicKey": {
-            "rawBytes": _b64(spki_der),
-            "keyDetails": "PKIX_ECDSA_P256_SHA_256",
-            "validFor": {"start": _rfc3339(start - _SKEW)},
-        },
+        "publicKey": {"rawBytes": _b64(spki_der), "keyDetails": "PKIX_ECDSA_P256_SHA_256", "validFor": valid_for},
         "logId": {"keyId": _b64(log_id)},
     }
 
@@ -61,15 +64,25 @@ def _subject(cert: x509.Certificate) -> dict[str, str]:
     return {"organization": first(NameOID.ORGANIZATION_NAME, "tlog"), "commonName": first(NameOID.COMMON_NAME, "tlog")}
 
 
-def trusted_root(base_url: str, log: TransparencyLog, ca: CAKeys, *, ct_url: str) -> dict[str, Any]:
-    intermediate, root = ca.chain
-    log_spki = log.keys.ecdsa.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+def _shard_instance(base_url: str, log: TransparencyLog) -> dict[str, Any]:
+    """A shard's key, valid from its creation until it was frozen (entries are never integrated later)."""
+    frozen = log.info.frozen_at
+    return _tlog_instance(
+        base_url,
+        spki_der(log.keys.ecdsa.public_key()),
+        log.log_id,
+        _from_ms(log.info.created_at),
+        None if frozen is None else _from_ms(frozen),
     )
+
+
+def trusted_root(base_url: str, shards: ShardedLog, ca: CAKeys, *, ct_url: str) -> dict[str, Any]:
+    """Every shard's log key (oldest first), the CA chain and the CT key."""
+    intermediate, root = ca.chain
     ca_start = max(intermediate.not_valid_before_utc, root.not_valid_before_utc)
     return {
         "mediaType": TRUSTED_ROOT,
-        "tlogs": [_tlog_instance(base_url, log_spki, log.log_id, _from_ms(log.info.created_at))],
+        "tlogs": [_shard_instance(base_url, s.log) for s in shards.shards],
         "certificateAuthorities": [
             {
                 "subject": _subject(intermediate),
@@ -102,7 +115,7 @@ def signing_config(base_url: str, *, operator: str, oidc_url: str | None) -> dic
 
 
 def client_trust_config(
-    base_url: str, log: TransparencyLog, ca: CAKeys, *, operator: str, oidc_url: str | None = None
+    base_url: str, shards: ShardedLog, ca: CAKeys, *, operator: str, oidc_url: str | None = None
 ) -> dict[str, Any]:
     """The whole ClientTrustConfig for a deployment reachable at ``base_url``.
 
@@ -113,6 +126,6 @@ def client_trust_config(
     base_url = base_url.rstrip("/")
     return {
         "mediaType": CLIENT_TRUST_CONFIG,
-        "trustedRoot": trusted_root(base_url, log, ca, ct_url=base_url + "/certificates"),
+        "trustedRoot": trusted_root(base_url, shards, ca, ct_url=base_url + "/certificates"),
         "signingConfig": signing_config(base_url, operator=operator, oidc_url=oidc_url),
     }

@@ -253,7 +253,7 @@ def ct_log_key(app) -> speclient.LogKey:  # type: ignore[no-untyped-def]
     from tlog.trustconfig import client_trust_config
 
     svc = app.extensions["tlog"]
-    config = client_trust_config("http://127.0.0.1:1", svc.log, svc.ca.keys, operator="test")
+    config = client_trust_config("http://127.0.0.1:1", svc.shards, svc.ca.keys, operator="test")
     ctlog = config["trustedRoot"]["ctlogs"][0]
     raw = base64.b64decode(ctlog["publicKey"]["rawBytes"])
     assert hashlib.sha256(raw).digest() == base64.b64decode(ctlog["logId"]["keyId"])

@@ -405,7 +405,8 @@ def test_successful_exchanges(app, api) -> None:  # type: ignore[no-untyped-def]
             assert api.get(f"/api/v1/log/proof?firstSize={first}&lastSize={last}").status_code == 200
     assert api.get("/api/v1/log/proof?lastSize=4").status_code == 200
     assert api.get(f"/api/v1/log/proof?lastSize=3&treeID={info['treeID']}").status_code == 200
-    assert api.get("/api/v1/log/publicKey?treeID=1").status_code == 200
+    assert api.get(f"/api/v1/log/publicKey?treeID={info['treeID']}").status_code == 200
+    assert api.get("/api/v1/log/publicKey?treeID=1").status_code == 404
 
     for path in ("/api/v1/log/entries/retrieve", "/api/v1/log/entries/retrieve/"):
         for query in (
@@ -502,7 +503,8 @@ def test_error_responses(app, api) -> None:  # type: ignore[no-untyped-def]
         ("/api/v1/log/proof?lastSize=5", 400),
         ("/api/v1/log/proof?firstSize=2&lastSize=1", 400),
         ("/api/v1/log/proof?firstSize=x&lastSize=1", 400),
-        ("/api/v1/log/proof?lastSize=1&treeID=42", 400),
+        ("/api/v1/log/proof?lastSize=1&treeID=42", 404),
+        ("/api/v1/log/proof?lastSize=1&treeID=4x", 400),
         ("/api/v1/nothing", 404),
         ("/tile", 404),
         ("/tile/entries/001", 404),

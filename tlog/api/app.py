@@ -28,6 +28,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fla
     if settings.log:
         app.register_blueprint(rekor_v1.bp)
         app.register_blueprint(tiles.make_blueprint("tiles", "", lambda: services().log))
+        # A frozen shard keeps its tiles, under /shards/<tree ID hex>/ (its
+        # final checkpoint never moves again, so its full tiles stay immutable).
+        for shard in app.extensions["tlog"].shards.frozen:
+            hex_id = shard.log.tree_id_hex
+            app.register_blueprint(tiles.make_blueprint(f"tiles_{hex_id}", f"/shards/{hex_id}", lambda s=shard: s.log))
         app.register_blueprint(explorer.bp)
     svc = app.extensions["tlog"]
     if svc.ca is not None:

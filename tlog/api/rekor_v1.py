@@ -16,9 +16,10 @@ from flask import Blueprint, Response, jsonify, request
 from tlog import entries
 from tlog.api.schemas import expect_list, expect_object, json_type, log_entry, parse_int_arg, read_json
 from tlog.api.state import services
-from tlog.errors import BadRequest, NotFound
+from tlog.errors import BadRequest
 from tlog.log import Inclusion
 from tlog.merkle import hash_leaf
+from tlog.shards import Shard
 
 bp = Blueprint("rekor_v1", __name__, url_prefix="/api/v1")
 
@@ -27,32 +28,40 @@ _HASH_QUERY = re.compile(r"^(?:(sha256):)?([0-9a-fA-F]{64})$|^(?:(sha384):)?([0-
 
 @bp.get("/log")
 def get_log_info() -> Response:
+    """The active shard's head; after a key rotation, the frozen shards' final heads too."""
     svc = services()
-    head = svc.log.latest_cosigned_head()
-    body: dict[str, Any] = {
+    body = _log_info(svc.shards.active)
+    if svc.shards.frozen:
+        body["inactiveShards"] = [_log_info(s) for s in svc.shards.frozen]
+    return jsonify(body)
+
+
+def _log_info(shard: Shard) -> dict[str, Any]:
+    head = shard.log.latest_cosigned_head()
+    return {
         "rootHash": head.root_hash.hex(),
         "signedTreeHead": head.checkpoint,
-        "treeID": str(svc.log.info.tree_id),
+        "treeID": str(shard.log.info.tree_id),
         "treeSize": head.size,
     }
-    return jsonify(body)
 
 
 @bp.get("/log/publicKey")
 def get_public_key() -> Response:
-    return Response(services().log.keys.public_key_pem, mimetype="application/x-pem-file")
+    shard = services().shards.by_tree_id(request.args.get("treeID"))
+    return Response(shard.log.keys.public_key_pem, mimetype="application/x-pem-file")
 
 
 @bp.get("/log/proof")
 def get_consistency_proof() -> Response:
-    svc = services()
+    """Consistency between two sizes of one shard (the active one unless ``treeID`` names another)."""
+    shard = services().shards.by_tree_id(request.args.get("treeID"))
     last = parse_int_arg("lastSize", required=True, minimum=1)
     first = parse_int_arg("firstSize", required=False, default=1, minimum=1)
     if first > last:
         raise BadRequest(f"firstSize {first} must not be greater than lastSize {last}")
-    _check_tree_id(svc)
-    _head, proof = svc.log.consistency_proof(size1=first, size2=last)
-    return jsonify({"hashes": [h.hex() for h in proof], "rootHash": svc.log.root_at(last).hex()})
+    _head, proof = shard.log.consistency_proof(size1=first, size2=last)
+    return jsonify({"hashes": [h.hex() for h in proof], "rootHash": shard.log.root_at(last).hex()})
 
 
 @bp.post("/log/entries")
@@ -67,15 +76,16 @@ def create_entry() -> tuple[Response, int, dict[str, str]]:
 
 @bp.get("/log/entries")
 def get_entry_by_index() -> Response:
-    svc = services()
+    """An entry by its global log index, from whichever shard holds it."""
     index = parse_int_arg("logIndex", required=True)
-    return jsonify(log_entry(svc.log, svc.log.entry_by_index(index)))
+    shard, inc = services().shards.entry_by_index(index)
+    return jsonify(log_entry(shard.log, inc))
 
 
 @bp.get("/log/entries/<uuid>")
 def get_entry_by_uuid(uuid: str) -> Response:
-    svc = services()
-    return jsonify(log_entry(svc.log, svc.log.entry_by_leaf_hash(svc.log.leaf_hash_from_uuid(uuid))))
+    shard, inc = services().shards.entry_by_uuid(uuid)
+    return jsonify(log_entry(shard.log, inc))
 
 
 @bp.post("/log/entries/retrieve")
@@ -102,10 +112,7 @@ def search_log_query() -> Response:
             raise BadRequest(f"entryUUIDs[{i}] must be a string, not {json_type(u)}")
         if len(u) > 80:  # refused before the message below would quote all of it
             raise BadRequest(f"entryUUIDs[{i}] is not an entry UUID: expected 64 or 80 hexadecimal digits, got {len(u)} characters")
-        try:
-            leaf_hashes.append(svc.log.leaf_hash_from_uuid(u))
-        except NotFound:
-            continue  # a UUID of another tree: not here, so left out like any unknown entry
+        svc.log.leaf_hash_from_uuid(u[-64:])  # malformed: 400 before any lookup
     for i, p in enumerate(proposed):
         try:
             leaf_hashes.append(hash_leaf(entries.canonicalize(p).body))
@@ -115,8 +122,12 @@ def search_log_query() -> Response:
         if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n < 1 << 63:
             raise BadRequest(f"logIndexes[{i}] must be an integer from 0 to 2^63-1, not {str(n)[:40]}")
 
-    found = svc.log.entries_by_leaf_hashes(leaf_hashes) + svc.log.entries(indexes)
-    return jsonify([log_entry(svc.log, inc) for inc in found])
+    found = (
+        svc.shards.entries_by_uuids(uuids)
+        + svc.shards.entries_by_leaf_hashes(leaf_hashes)
+        + svc.shards.entries(indexes)
+    )
+    return jsonify([log_entry(shard.log, inc) for shard, inc in found])
 
 
 @bp.post("/index/retrieve")
@@ -135,10 +146,9 @@ def search_index() -> Response:
     if not keys:
         raise BadRequest("the search query needs at least one of hash, publicKey, email or identity")
     limit = svc.settings.max_search_results
-    results = [set(svc.log.search(k, limit=limit)) for k in keys]
+    results = [set(svc.shards.search(k, limit=limit)) for k in keys]
     matched = set.intersection(*results) if operator == "and" else set.union(*results)
-    ordered = sorted(matched)[:limit]
-    return jsonify([svc.log.entry_uuid(h) for h in svc.log.leaf_hashes_of(ordered)])
+    return jsonify([uuid for _index, uuid in sorted(matched)[:limit]])
 
 
 def _search_keys(query: dict[str, Any]) -> list[str]:
@@ -191,8 +201,3 @@ def _optional_list(query: dict[str, Any], name: str, limit: int) -> list[Any]:
     value = query.get(name)
     return [] if value is None else expect_list(value, name, max_items=limit)
 
-
-def _check_tree_id(svc: Any) -> None:
-    tree_id = request.args.get("treeID")
-    if tree_id is not None and tree_id != str(svc.log.info.tree_id):
-        raise BadRequest(f"treeID {tree_id!r} is not this log's tree ({svc.log.info.tree_id})")

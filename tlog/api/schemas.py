@@ -85,7 +85,7 @@ def log_entry(tlog: TransparencyLog, inc: Inclusion) -> dict[str, Any]:
             "body": base64.b64encode(entry.body).decode(),
             "integratedTime": entry.integrated_time,
             "logID": tlog.log_id_hex,
-            "logIndex": entry.log_index,
+            "logIndex": tlog.index_offset + entry.log_index,
             "verification": {
                 "inclusionProof": {
                     "checkpoint": head.checkpoint,

@@ -15,17 +15,15 @@ from tlog.ca.oidc import TokenVerifier
 from tlog.ca.pki import CAKeys
 from tlog.config import Settings, default_origin
 from tlog.errors import NotFound, Unavailable
-from tlog.keys import LogKeys
+from tlog.keys import LogKeys, read_private_key
 from tlog.log import TransparencyLog
+from tlog.rotation import CERTIFICATE_LOG_ED25519_FILE, CERTIFICATES
+from tlog.shards import ENTRIES, ShardedLog
 from tlog.sequencer import Sequencer
 from tlog.storage import db, store
 
 log = logging.getLogger(__name__)
 
-#: Tree purpose of the Rekor-style entry log.
-ENTRIES = "entries"
-#: Tree purpose of the CA's log of issued certificates.
-CERTIFICATES = "certificates"
 
 
 @dataclass
@@ -45,7 +43,10 @@ class CAServices:
 class Services:
     settings: Settings
     engine: Engine
+    #: The active shard of the entry log (the one that takes new entries).
     log: TransparencyLog
+    #: Every shard of the entry log, for reads by global index and UUID.
+    shards: ShardedLog
     sequencer: Sequencer
     ca: CAServices | None
 
@@ -66,15 +67,19 @@ class Services:
         if origin is None and not _tree_exists(engine, ENTRIES):
             origin = default_origin()
         tlog = TransparencyLog.open(engine, keys, purpose=ENTRIES, origin=origin)
+        shards = ShardedLog.open(engine, tlog, settings.data_dir)
         ca = _open_ca(settings, engine, keys, tlog) if settings.ca else None
-        return cls(settings, engine, tlog, Sequencer(tlog), ca)
+        return cls(settings, engine, tlog, shards, Sequencer(tlog), ca)
 
 
 def _open_ca(settings: Settings, engine: Engine, keys: LogKeys, entries: TransparencyLog) -> CAServices:
     ca_keys = CAKeys.load_or_create(settings.data_dir, organization=settings.ca_organization)
     # The certificate log's checkpoints are signed with the CT key (the one the
-    # trusted root lists under ctlogs) and the log's Ed25519 key.
-    cert_keys = LogKeys(ecdsa=ca_keys.ct_key, ed25519=keys.ed25519)
+    # trusted root lists under ctlogs) and the log's Ed25519 key -- the one it
+    # had before any rotation of the entry log's keys (see tlog.rotation).
+    pinned = settings.data_dir / CERTIFICATE_LOG_ED25519_FILE
+    cert_ed25519 = read_private_key(pinned) if pinned.exists() else keys.ed25519
+    cert_keys = LogKeys(ecdsa=ca_keys.ct_key, ed25519=cert_ed25519)  # type: ignore[arg-type]
     cert_origin = None if _tree_exists(engine, CERTIFICATES) else entries.info.origin + "/certificates"
     cert_log = TransparencyLog.open(engine, cert_keys, purpose=CERTIFICATES, origin=cert_origin)
     issuers = IssuersConfig.load(settings.oidc_issuers) if settings.oidc_issuers else default_issuers()

@@ -14,6 +14,7 @@ Content-Security-Policy: the pages load only this blueprint's CSS and script.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import logging
 import re
@@ -148,7 +149,7 @@ class Row:
 
 def _row(view: LogView, record: EntryRecord) -> Row:
     info = decode.describe_body(record.body, purpose=view.log.info.purpose)
-    return Row(record.log_index, info.kind, info.identity, decode.utc(record.integrated_time), view.log.entry_uuid(record.leaf_hash))
+    return Row(view.log.index_offset + record.log_index, info.kind, info.identity, decode.utc(record.integrated_time), view.log.entry_uuid(record.leaf_hash))
 
 
 def _home(which: str) -> tuple[str, int]:
@@ -230,8 +231,10 @@ def _search(which: str) -> tuple[str, int]:
             hits = store.search(conn, view.log.tree, key, limit=MAX_RESULTS + 1)
             truncated |= len(hits) > MAX_RESULTS
             indexes += hits[:MAX_RESULTS]
-        if query.index is not None and query.index < size:
-            indexes.append(query.index)
+        # A searched log index is global; this view reads the active shard.
+        local_index = None if query.index is None else query.index - view.log.index_offset
+        if local_index is not None and 0 <= local_index < size:
+            indexes.append(local_index)
         for i in sorted(set(indexes)):
             if i < size and (rec := store.get_entry(conn, view.log.tree, i)) is not None:
                 found[i] = rec
@@ -247,7 +250,12 @@ def _entry(which: str, index: str) -> tuple[str, int]:
     view = _view(which)
     if not (index.isascii() and index.isdigit()) or len(index) > 19:
         raise BadRequest(f"{index[:40]!r} is not a log index (a non-negative decimal number)")
-    inc = view.log.entry_by_index(int(index))
+    if which == "entries":
+        # Global log index: the entry may be in a shard frozen by a key rotation.
+        shard, inc = services().shards.entry_by_index(int(index))
+        view = dataclasses.replace(view, log=shard.log)
+    else:
+        inc = view.log.entry_by_index(int(index))
     checkpoint = inc.head.checkpoint
     with view.log.engine.connect() as conn:
         lines = store.cosignature_lines(conn, view.log.tree, inc.head.size)
@@ -278,6 +286,7 @@ def _entry(which: str, index: str) -> tuple[str, int]:
         "entry.html",
         view,
         record=record,
+        global_index=view.log.index_offset + record.log_index,
         time=decode.utc(record.integrated_time),
         uuid=view.log.entry_uuid(record.leaf_hash),
         info=info,

@@ -106,6 +106,18 @@ def insert_tree(conn: Connection, info: TreeInfo) -> None:
     conn.execute(sa.insert(_trees).values(**dataclasses.asdict(info)))
 
 
+def freeze_tree(conn: Connection, tree: int, frozen_at: int) -> None:
+    """Retire a tree (key rotation): no batch may extend it afterwards, see :func:`is_frozen`."""
+    conn.execute(sa.update(_trees).where(_trees.c.id == tree, _trees.c.frozen_at.is_(None)).values(frozen_at=frozen_at))
+
+
+_FROZEN_AT = sa.select(_trees.c.frozen_at).where(_trees.c.id == sa.bindparam("tree"))
+
+
+def is_frozen(conn: Connection, tree: int) -> bool:
+    return conn.execute(_FROZEN_AT, {"tree": tree}).scalar() is not None
+
+
 # --- tree heads ------------------------------------------------------------------------
 
 
