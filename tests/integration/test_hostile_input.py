@@ -57,7 +57,7 @@ from tlog.config import Settings
 #: trusts the dev issuer's keys in-process).
 PUBLIC_URL = "http://127.0.0.1:1"
 #: Every table of the schema: both trees (entries and certificates) live in them.
-TABLES = ("trees", "entries", "nodes", "tree_heads", "search_index", "cosignatures")
+TABLES = ("trees", "entries", "nodes", "tree_heads", "search_index", "cosignatures", "attestations")
 #: The only endpoints that may change the log, and only when they answer 2xx.
 WRITERS = {"/api/v1/log/entries", "/api/v2/signingCert"}
 POST_ENDPOINTS = [

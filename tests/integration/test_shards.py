@@ -64,7 +64,7 @@ def table_counts(settings: Settings) -> dict[str, int]:
         with engine.connect() as conn:
             return {
                 t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
-                for t in ("trees", "entries", "nodes", "tree_heads", "search_index")
+                for t in ("trees", "entries", "nodes", "tree_heads", "search_index", "attestations")
             }
     finally:
         engine.dispose()

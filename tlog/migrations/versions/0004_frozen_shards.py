@@ -16,7 +16,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"  # TEMP
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
