@@ -293,6 +293,10 @@ def test_monitor_client_follows_the_active_shard_over_both_apis(settings: Settin
         assert via_tiles == via_rekor and [i for i, _ in via_rekor] == [0, 1, 2]
         bodies = {base64.b64decode(b) for b in _bodies(server.url, [4, 5, 6])}
         assert {body for _i, body in via_rekor} == bodies
+        # retrieve() (the publisher watch's attestation fetch) takes tree positions in either mode.
+        for c in (tiles, rekor):
+            got = c.retrieve([0, 2])
+            assert sorted(got) == [0, 2] and got[0].body == via_tiles[0][1] and got[2].body == via_tiles[2][1]
         # The frozen shard is still followable over tiles at its own prefix.
         old_tree_id = requests_json(server.url + "/api/v1/log")["inactiveShards"][0]["treeID"]
         frozen = LogClient(f"{server.url}/shards/{int(old_tree_id):016x}", mode="tiles")
