@@ -116,7 +116,9 @@ class TransparencyLog:
                 f"but the configured ECDSA key has log ID {keys.log_id.hex()} "
                 "(if a `tlog rotate` was interrupted, run it again to finish it)"
             )
-        return cls(engine, keys, info)
+        tlog = cls(engine, keys, info)
+        tlog.preload_upper_levels()
+        return tlog
 
     @classmethod
     def _create_tree(cls, engine: Engine, keys: LogKeys, *, purpose: str, origin: str) -> TreeInfo:
@@ -150,6 +152,28 @@ class TransparencyLog:
             if existing is None:
                 raise
             return existing
+
+    def preload_upper_levels(self) -> int:
+        """Fill this process's node cache with the levels it keeps (one range scan per level).
+
+        Without it the first few thousand proofs of a fresh process each read
+        their upper nodes from the database; with it they only read the ~6
+        lowest. About 31,000 hashes (~25 ms, ~5 MB) on a 1M-entry tree.
+        Returns the number of nodes loaded.
+        """
+        with self.engine.connect() as conn:
+            size = self._head(conn).size
+            floor = max(_CACHE_MIN_LEVEL, size.bit_length() - _CACHE_SPAN)
+            loaded = 0
+            for level in range(floor, size.bit_length()):
+                count = size >> level
+                if count == 0 or loaded + count > _CACHE_MAX:
+                    break
+                hashes = store.get_level_range(conn, self.tree, level, 0, count)
+                base = level << NODE_INDEX_BITS
+                self._node_cache.update(zip(range(base, base + count), hashes))
+                loaded += count
+        return loaded
 
     # --- identifiers and signatures ----------------------------------------------------
 

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from tlog.errors import Internal
+from tlog.storage import db as storage_db
 from tlog.merkle import NodeID
 from tlog.storage.models import NODE_INDEX_BITS, Attestation, Cosignature, Entry, Node, SearchKey, Tree, TreeHead, node_key
 
@@ -517,26 +518,24 @@ Reader = CoreReader | SQLiteReader
 
 @contextlib.contextmanager
 def reading(engine: Engine) -> Iterator[Reader]:
-    """A read transaction on a pooled connection: one consistent snapshot of the database."""
+    """Reads of committed state, on PostgreSQL in one transaction.
+
+    On SQLite each statement runs on its own (autocommit) on this thread's
+    read connection (:func:`tlog.storage.db.sqlite_reader`), with no
+    surrounding transaction: every table a reader touches is append-only
+    (triggers refuse UPDATE and DELETE), and every read is bounded by the tree
+    head read first, whose entries and nodes were committed with it or
+    before. So later statements can only see *more* rows, never different
+    ones, and need no common snapshot.
+    """
     if engine.dialect.name != "sqlite":
         with engine.connect() as conn:
             yield CoreReader(conn)
         return
-    raw = engine.raw_connection()  # connection errors arrive wrapped already
-    db = raw.driver_connection
     try:
-        try:
-            db.execute("BEGIN")  # type: ignore[union-attr]
-            yield SQLiteReader(db)
-        finally:
-            if db.in_transaction:  # type: ignore[union-attr]
-                db.execute("ROLLBACK")  # type: ignore[union-attr]
+        yield SQLiteReader(storage_db.sqlite_reader(engine))
     except sqlite3.Error as exc:
-        invalidated = engine.dialect.is_disconnect(exc, raw, None)  # type: ignore[arg-type]
-        if invalidated:
-            raw.invalidate(exc)
+        storage_db.discard_sqlite_reader(engine)
         raise sa.exc.DBAPIError.instance(
-            None, None, exc, sqlite3.Error, connection_invalidated=invalidated, dialect=engine.dialect
+            None, None, exc, sqlite3.Error, connection_invalidated=True, dialect=engine.dialect
         ) from exc
-    finally:
-        raw.close()
