@@ -265,13 +265,31 @@ class TransparencyLog:
 
     def root_at(self, size: int) -> bytes:
         """Root hash of the tree at ``size`` (any size up to the current one)."""
-        with self.engine.connect() as conn:
-            head = self._head(conn)
-            if not 0 <= size <= head.size:
-                raise BadRequest(f"size {size} is beyond the current tree size {head.size}")
-            return merkle.CompactRange.from_hashes(
-                0, size, store.get_node_hashes(conn, self.tree, merkle.perfect_nodes(size))
-            ).root()
+        with store.reading(self.engine) as r:
+            return self._root_at(r, size, self._head(r))
+
+    def consistency_with_root(self, *, size1: int, size2: int) -> tuple[list[bytes], bytes]:
+        """:meth:`consistency_proof` and the root of the tree of ``size2``, in one read (the Rekor proof API)."""
+        with store.reading(self.engine) as r:
+            head = self._head(r)
+            if size2 > head.size:
+                raise BadRequest(f"lastSize {size2} is beyond the current tree size {head.size}")
+            if not 0 <= size1 <= size2:
+                raise BadRequest(f"firstSize {size1} must be between 0 and lastSize {size2}")
+            root = self._root_at(r, size2, head)
+            if size1 == 0 or size1 == size2:
+                return [], root
+            levels, indexes, begin, end = merkle.consistency_path(size1=size1, size2=size2)
+            return merkle.rehash(self._node_hashes(r, levels, indexes, head.size), begin, end), root
+
+    def _root_at(self, r: store.Reader, size: int, head: TreeHeadRecord) -> bytes:
+        if not 0 <= size <= head.size:
+            raise BadRequest(f"size {size} is beyond the current tree size {head.size}")
+        if size == head.size:
+            return head.root_hash  # signed, so no need to recompute it
+        ids = merkle.perfect_nodes(size)
+        hashes = self._node_hashes(r, [n.level for n in ids], [n.index for n in ids], head.size)
+        return merkle.CompactRange.from_hashes(0, size, hashes).root()
 
     def entries(self, indexes: Sequence[int]) -> list[Inclusion]:
         """The entries at these indexes that exist, in the order asked, with proofs (two reads in all)."""
@@ -305,27 +323,30 @@ class TransparencyLog:
 
     def tile(self, level: int, index: int, width: int) -> bytes:
         """Tile ``level``/``index`` of ``width`` hashes; only tiles the tree already covers."""
-        with self.engine.connect() as conn:
-            size = self._head(conn).size
+        with store.reading(self.engine) as r:
+            size = self._head(r).size
             # Nodes of tile level L are tree nodes at height 8L; the node with
             # index j exists once (j+1) * 256**L leaves are in the tree.
             available = (size >> (TILE_HEIGHT * level)) - index * TILE_WIDTH
             if available < width:
                 raise NotFound(f"tile {level}/{index} of width {width} is not in the tree of size {size}")
             begin = index * TILE_WIDTH
-            return b"".join(store.get_level_range(conn, self.tree, TILE_HEIGHT * level, begin, begin + width))
+            hashes = r.level_range(self.tree, TILE_HEIGHT * level, begin, begin + width)
+        if len(hashes) != width:
+            raise Internal(f"tree {self.tree} holds {len(hashes)} of the {width} nodes of tile {level}/{index}")
+        return b"".join(hashes)
 
     def entry_bundle(self, index: int, width: int) -> bytes:
         """Entry bundle ``index`` of ``width`` entries, each prefixed by a big-endian uint16 length."""
-        with self.engine.connect() as conn:
-            size = self._head(conn).size
+        with store.reading(self.engine) as r:
+            size = self._head(r).size
             begin = index * TILE_WIDTH
             if size - begin < width:
                 raise NotFound(f"entry bundle {index} of width {width} is not in the tree of size {size}")
-            rows = store.get_entries_range(conn, self.tree, begin, begin + width)
-        if len(rows) != width:
+            bodies = r.bodies_range(self.tree, begin, begin + width)
+        if len(bodies) != width:
             raise NotFound(f"entry bundle {index} is incomplete")
-        return b"".join(len(e.body).to_bytes(2, "big") + e.body for e in rows)
+        return b"".join(len(b).to_bytes(2, "big") + b for b in bodies)
 
     # --- helpers -----------------------------------------------------------------------
 

@@ -437,6 +437,24 @@ class CoreReader:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
+    def level_range(self, tree: int, level: int, begin: int, end: int) -> list[bytes]:
+        """Hashes of nodes ``[begin, end)`` of one level, in order (those that exist)."""
+        rows = self.conn.execute(
+            sa.select(_nodes.c.hash)
+            .where(_nodes.c.tree == tree, _nodes.c.key >= node_key(level, begin), _nodes.c.key < node_key(level, end))
+            .order_by(_nodes.c.key)
+        ).scalars()
+        return list(rows)
+
+    def bodies_range(self, tree: int, begin: int, end: int) -> list[bytes]:
+        """Bodies of entries ``[begin, end)``, in order (those that exist)."""
+        rows = self.conn.execute(
+            sa.select(_entries.c.body)
+            .where(_entries.c.tree == tree, _entries.c.log_index >= begin, _entries.c.log_index < end)
+            .order_by(_entries.c.log_index)
+        ).scalars()
+        return list(rows)
+
     def latest_head(self, tree: int) -> TreeHeadRecord | None:
         return latest_head(self.conn, tree)
 
@@ -471,6 +489,10 @@ _SQLITE_ENTRY = _SQLITE_ENTRIES + "e.log_index = ?"
 _SQLITE_ENTRY_BY_LEAF = _SQLITE_ENTRIES + "e.leaf_hash = ?"
 
 
+_SQLITE_LEVEL_RANGE = "SELECT hash FROM nodes WHERE tree = ? AND key >= ? AND key < ? ORDER BY key"
+_SQLITE_BODIES_RANGE = "SELECT body FROM entries WHERE tree = ? AND log_index >= ? AND log_index < ? ORDER BY log_index"
+
+
 def _sqlite_in(select: str, n: int) -> str:
     return f"{select} IN ({','.join('?' * n)})"
 
@@ -482,6 +504,14 @@ class SQLiteReader:
 
     def __init__(self, db: object) -> None:
         self._db = db
+
+    def level_range(self, tree: int, level: int, begin: int, end: int) -> list[bytes]:
+        rows = self._db.execute(_SQLITE_LEVEL_RANGE, (tree, node_key(level, begin), node_key(level, end)))  # type: ignore[attr-defined]
+        return [r[0] for r in rows]
+
+    def bodies_range(self, tree: int, begin: int, end: int) -> list[bytes]:
+        rows = self._db.execute(_SQLITE_BODIES_RANGE, (tree, begin, end))  # type: ignore[attr-defined]
+        return [r[0] for r in rows]
 
     def latest_head(self, tree: int) -> TreeHeadRecord | None:
         row = self._db.execute(_SQLITE_LATEST_HEAD, (tree,)).fetchone()  # type: ignore[attr-defined]
