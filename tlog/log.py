@@ -14,13 +14,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import rfc8785
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from tlog import merkle
+from tlog import canonical_json, merkle
 from tlog.checkpoint import Checkpoint, add_signatures, sign_checkpoint
 from tlog.errors import BadRequest, Internal, NotFound, TlogError
 from tlog.keys import LogKeys
@@ -199,7 +198,7 @@ class TransparencyLog:
 
     def signed_entry_timestamp(self, entry: EntryRecord) -> bytes:
         """Rekor v1 SET: ECDSA over RFC 8785 JSON of body, integratedTime, logID, logIndex."""
-        payload = rfc8785.dumps(
+        payload = canonical_json.dumps(
             {
                 "body": base64.b64encode(entry.body).decode(),
                 "integratedTime": entry.integrated_time,

@@ -35,8 +35,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import rfc8785
-
+from tlog import canonical_json
 from tlog.errors import BadRequest, PayloadTooLarge
 
 __all__ = [
@@ -130,7 +129,7 @@ def canonicalize(proposed: object, *, max_attestation_bytes: int | None = None) 
             )
 
     keys = indexable_search_keys(keys)
-    body = rfc8785.dumps({"apiVersion": api_version, "kind": kind, "spec": canonical_spec})
+    body = canonical_json.dumps({"apiVersion": api_version, "kind": kind, "spec": canonical_spec})
     if len(body) > MAX_BODY_SIZE:
         raise BadRequest(
             f"canonical entry body is {len(body)} bytes; the limit is {MAX_BODY_SIZE} bytes"
