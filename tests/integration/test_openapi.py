@@ -1017,3 +1017,23 @@ def test_ca_and_dev_paths_answer_404_when_off(settings: Settings) -> None:
                 assert api.open(method, url).status_code == 404, (changes, method, url)
         finally:
             app.extensions["tlog"].engine.dispose()
+
+
+def test_rate_limit_refusals_are_documented(settings: Settings) -> None:
+    """A 429 (reads, submissions) matches the document: JSON error and Retry-After."""
+    app = create_app(settings.replace(read_rate_limit="2/minute", submission_rate_limit="1/minute", rate_limit_exempt=()))
+    try:
+        api = CheckedClient(app.test_client())
+        env = {"REMOTE_ADDR": "192.0.2.7"}
+        statuses = [api.get("/api/v1/log", environ_base=env).status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        statuses = [api.get("/checkpoint", environ_base=env).status_code for _ in range(1)]
+        assert statuses == [429]  # the same per-address budget for every read
+        body = speclient.hashedrekord(speclient.make_identity())[0]
+        first = api.post("/api/v1/log/entries", json=body, environ_base=env)
+        second = api.post("/api/v1/log/entries", json=speclient.hashedrekord(speclient.make_identity())[0], environ_base=env)
+        assert (first.status_code, second.status_code) == (201, 429)
+        assert int(second.headers["Retry-After"]) >= 1
+        assert ("/api/v1/log/entries", "post", 429) in api.seen and ("/api/v1/log", "get", 429) in api.seen
+    finally:
+        app.extensions["tlog"].engine.dispose()
