@@ -2,13 +2,17 @@
 follower that fills a real monitor state store, gossip nodes served over HTTP
 on loopback, a consistency-proof fetcher over the Rekor v1 API, and an
 in-memory tree for edge cases.
+
+Every state the gossip code reads comes from a real ``monitor.state.StateStore``
+filled by :func:`record`, which saves only what verified, as the monitor's audit
+does: a stand-in store would let a test pass on states the daemon never writes.
 """
 
 from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,17 +24,18 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from monitor.gossip import gossip_blueprint
-from tlog.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from monitor.state import LogState, StateStore
+from monitor.verify import Pins, open_checkpoint
+from tlog.checkpoint import Checkpoint, sign_checkpoint
 from tlog.config import Settings
 from tlog.entries import canonicalize
 from tlog.keys import LogKeys
-from tlog.merkle import CompactRange, hash_children, hash_leaf
+from tlog.merkle import EMPTY_ROOT, CompactRange, hash_children, hash_leaf
 from tlog.note import (
     ECDSASigner,
     Ed25519Signer,
     Ed25519Verifier,
     NoteSigner,
-    verifier_from_vkey,
     vkey,
 )
 from tlog.sequencer import integrate
@@ -87,28 +92,47 @@ def fork(base: Path, prefix: int, a_extra: int, b_extra: int) -> tuple[Path, Pat
     return a, b
 
 
-def follow(store: Any, log_url: str, vkeys: Sequence[str]) -> Any:
-    """Verify the log's current checkpoint and entries independently and record it in ``store``
-    (a ``monitor.state.StateStore``), as the monitor's audit would."""
-    from monitor.state import LogState
+def record(
+    store: StateStore, url: str, note: str, vkeys: Sequence[str], leaves: Callable[[int], Sequence[bytes]]
+) -> LogState:
+    """Save in ``store`` what the monitor's audit saves once ``note`` verified with the
+    pinned ``vkeys`` and the log's first ``size`` leaf hashes, ``leaves(size)``, hashed
+    to its root.
 
-    note = requests.get(log_url + "/checkpoint", timeout=30).text
-    cp, _, _ = open_checkpoint(note, [verifier_from_vkey(v) for v in vkeys])
+    As in ``monitor.audit``, the signature is checked (``monitor.verify.open_checkpoint``)
+    before the leaves are asked for, and the state keeps the keys that signed, so gossip
+    reads what a daemon would have stored. Asserts instead of saving anything that fails.
+    """
+    new = open_checkpoint(note, Pins(vkeys=tuple(vkeys)))
+    hashes = leaves(new.size)
+    assert len(hashes) == new.size, f"{len(hashes)} leaves for a checkpoint of size {new.size}"
     edge = CompactRange()
-    edge.extend(hash_leaf(body) for body in speclient.fetch_all_entries(log_url, cp.size))
-    assert (edge.root() if cp.size else cp.root_hash) == cp.root_hash, "entries do not hash to the checkpoint"
-    old = store.get(cp.origin)
+    edge.extend(hashes)
+    assert (edge.root() if new.size else EMPTY_ROOT) == new.root_hash, "the leaves do not hash to the checkpoint"
+    old = store.get(new.origin)
     state = LogState(
-        origin=cp.origin,
-        url=log_url,
-        size=cp.size,
-        root_hash=cp.root_hash,
-        checkpoint=note,
-        vkeys=tuple(vkeys),
+        origin=new.origin,
+        url=url,
+        size=new.size,
+        root_hash=new.root_hash,
+        checkpoint=new.note,
+        vkeys=tuple(dict.fromkeys((old.vkeys if old is not None else ()) + new.vkeys)),
         edge=tuple(edge.hashes),
+        entries_audited=(old.entries_audited if old is not None else 0) + new.size,
     )
-    assert store.compare_and_swap(cp.origin, old.size if old is not None else None, state)
+    assert store.compare_and_swap(new.origin, old.size if old is not None else None, state)
     return state
+
+
+def follow(store: StateStore, log_url: str, vkeys: Sequence[str]) -> LogState:
+    """Fetch the log's current checkpoint and every entry, independently of the monitor's
+    client, and :func:`record` them in ``store``."""
+    note = requests.get(log_url + "/checkpoint", timeout=30).text
+
+    def leaves(size: int) -> list[bytes]:
+        return [hash_leaf(body) for body in speclient.fetch_all_entries(log_url, size)]
+
+    return record(store, log_url, note, vkeys, leaves)
 
 
 def rekor_proof_fetcher(log_url: str, calls: list[tuple[str, int, int]] | None = None):  # type: ignore[no-untyped-def]
@@ -139,7 +163,7 @@ class Node:
 
 
 @contextmanager
-def serve_gossip(store: Any) -> Iterator[Node]:
+def serve_gossip(store: StateStore) -> Iterator[Node]:
     """A Flask app with the gossip blueprint for ``store``, served on a loopback port."""
     app = Flask("gossip-node")
     app.register_blueprint(gossip_blueprint(store))
@@ -236,28 +260,15 @@ class MemoryLog:
         return fetch
 
 
-@dataclass
-class SimpleState:
-    """A minimal stand-in for ``monitor.state.LogState`` (what gossip reads)."""
-
-    origin: str
-    url: str
-    size: int
-    root_hash: bytes
-    checkpoint: str
-    vkeys: tuple[str, ...]
-
-    @classmethod
-    def of(cls, mem: MemoryLog, size: int | None = None, url: str = "http://log.invalid") -> SimpleState:
-        size = len(mem.leaves) if size is None else size
-        return cls(mem.origin, url, size, mem.root(size), mem.checkpoint(size), (mem.vkey,))
+def remember(store: StateStore, mem: MemoryLog, size: int | None = None, url: str = "http://log.invalid") -> LogState:
+    """:func:`record` ``mem`` up to ``size`` (all of it by default) in ``store``, as a monitor
+    that audited it there would have."""
+    size = len(mem.leaves) if size is None else size
+    return record(store, url, mem.checkpoint(size), (mem.vkey,), lambda n: mem.leaves[:n])
 
 
-class SimpleStore:
-    """A minimal stand-in for ``monitor.state.StateStore``: ``all()``."""
-
-    def __init__(self, *states: SimpleState) -> None:
-        self.states = list(states)
-
-    def all(self) -> list[SimpleState]:
-        return list(self.states)
+def audited(directory: Path, mem: MemoryLog, size: int | None = None) -> StateStore:
+    """A new real state store in ``directory`` whose monitor has audited ``mem`` up to ``size``."""
+    store = StateStore(directory)
+    remember(store, mem, size)
+    return store

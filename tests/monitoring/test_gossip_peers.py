@@ -1,14 +1,17 @@
 """Gossip against peers served over real HTTP on loopback: the endpoint, untrusted and
-garbage answers, the comparison rules on signed in-memory trees, and scheduling."""
+garbage answers, the comparison rules on signed in-memory trees, and scheduling.
+Our side is always a real monitor state store holding what an audit verified."""
 
 from __future__ import annotations
 
 import base64
 import json
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +20,8 @@ from flask import Flask, Response
 from gossip_testlib import (
     ListSink,
     MemoryLog,
-    SimpleState,
-    SimpleStore,
+    audited,
+    remember,
     serve_app,
     serve_gossip,
 )
@@ -32,6 +35,7 @@ from monitor.gossip import (
     gossip_blueprint,
     peer_endpoint,
 )
+from monitor.state import LogState, StateError, StateStore
 from tlog.note import Note, NoteSignature
 
 
@@ -70,38 +74,44 @@ def only(report: list[PeerReport]) -> PeerReport:
 # --- the endpoint -----------------------------------------------------------------------
 
 
-def test_endpoint_lists_verified_checkpoints() -> None:
+def test_endpoint_lists_verified_checkpoints(tmp_path: Path) -> None:
     mem = MemoryLog.create().grow(5)
     other = MemoryLog.create("other.example/log").grow(2)
-    state = SimpleState.of(mem)
-    as_bytes = SimpleState.of(other)
-    as_bytes.checkpoint = as_bytes.checkpoint.encode()  # type: ignore[assignment]
-    empty = SimpleState.of(MemoryLog.create("none.example/log"))
-    empty.checkpoint = ""
-    with serve_gossip(SimpleStore(state, as_bytes, empty)) as node:
+    empty = MemoryLog.create("none.example/log")
+    store = StateStore(tmp_path / "ours")
+    state = remember(store, mem)
+    for log in (other, empty):
+        remember(store, log)
+    with serve_gossip(store) as node:
         resp = requests.get(node.url + GOSSIP_PATH, timeout=10)
     assert resp.status_code == 200 and resp.headers["Cache-Control"] == "no-store"
+    # One entry per log, by origin, each the note its audit verified; an empty log's too.
     assert resp.json() == {
         "checkpoints": [
             {"origin": mem.origin, "checkpoint": state.checkpoint},
+            {"origin": empty.origin, "checkpoint": empty.checkpoint()},
             {"origin": other.origin, "checkpoint": other.checkpoint()},
         ]
     }
-    with serve_gossip(SimpleStore()) as node:
+    with serve_gossip(StateStore(tmp_path / "new")) as node:
         assert requests.get(node.url + GOSSIP_PATH, timeout=10).json() == {"checkpoints": []}
 
 
-def test_endpoint_survives_a_broken_store() -> None:
-    class Broken:
-        def all(self) -> list[Any]:
-            raise RuntimeError("disk on fire")
+def test_endpoint_survives_a_broken_store(tmp_path: Path) -> None:
+    broken = audited(tmp_path / "broken", MemoryLog.create().grow(3))
+    conn = sqlite3.connect(broken.path)
+    with conn:
+        conn.execute("UPDATE logs SET edge = ?", (b"\x00" * 33,))  # a damaged row: not whole hashes
+    conn.close()
+    with pytest.raises(StateError, match="not a multiple of 32"):
+        broken.all()
 
     app = Flask("broken")
-    app.register_blueprint(gossip_blueprint(Broken()))
-    app.register_blueprint(gossip_blueprint(SimpleStore(), name="gossip2"), url_prefix="/second")
+    app.register_blueprint(gossip_blueprint(broken))
+    app.register_blueprint(gossip_blueprint(StateStore(tmp_path / "new"), name="gossip2"), url_prefix="/second")
     client = app.test_client()
     resp = client.get(GOSSIP_PATH)
-    assert resp.status_code == 503 and "disk" not in resp.get_data(as_text=True)
+    assert resp.status_code == 503 and "multiple" not in resp.get_data(as_text=True)
     assert client.get("/second" + GOSSIP_PATH).get_json() == {"checkpoints": []}
 
 
@@ -114,14 +124,14 @@ def test_peer_endpoint() -> None:
 # --- comparing checkpoints ------------------------------------------------------------------
 
 
-def test_same_size_different_root(peer: tuple[Peer, str]) -> None:
+def test_same_size_different_root(peer: tuple[Peer, str], tmp_path: Path) -> None:
     p, url = peer
     ours = MemoryLog.create().grow(6)
     theirs = ours.fork().grow(0)
     theirs.leaves[-1] = b"\x00" * 32
     p.lists((ours.origin, theirs.checkpoint()))
     sink = ListSink()
-    report = check_peer_once(url, SimpleStore(SimpleState.of(ours)), sink, ours.proofs())
+    report = check_peer_once(url, audited(tmp_path, ours), sink, ours.proofs())
     (alert,) = sink.alerts
     assert report.alerts == [alert]
     assert alert["evidence"]["check"] == "same_size_different_root"
@@ -131,13 +141,13 @@ def test_same_size_different_root(peer: tuple[Peer, str]) -> None:
 
 
 @pytest.mark.parametrize(("ours_size", "peer_size"), [(3, 9), (9, 3), (1, 2), (8, 9), (7, 7), (16, 1)])
-def test_honest_sizes_are_consistent(peer: tuple[Peer, str], ours_size: int, peer_size: int) -> None:
+def test_honest_sizes_are_consistent(peer: tuple[Peer, str], tmp_path: Path, ours_size: int, peer_size: int) -> None:
     p, url = peer
     mem = MemoryLog.create().grow(16)
     p.lists((mem.origin, mem.checkpoint(peer_size)))
     calls: list[tuple[str, int, int]] = []
     sink = ListSink()
-    gossiper = Gossiper([url], SimpleStore(SimpleState.of(mem, ours_size)), sink, mem.proofs(calls))
+    gossiper = Gossiper([url], audited(tmp_path, mem, ours_size), sink, mem.proofs(calls))
     for _ in range(2):
         report = only(gossiper.check_once())
         assert report.consistent == [mem.origin] and not report.alerts
@@ -146,40 +156,40 @@ def test_honest_sizes_are_consistent(peer: tuple[Peer, str], ours_size: int, pee
     assert calls == ([] if small == large else [(mem.origin, small, large)])
 
 
-def test_forked_peer_ahead_and_behind(peer: tuple[Peer, str]) -> None:
+def test_forked_peer_ahead_and_behind(peer: tuple[Peer, str], tmp_path: Path) -> None:
     p, url = peer
     base = MemoryLog.create().grow(5)
     ours, theirs = base.fork().grow(2, b"ours"), base.fork().grow(4, b"theirs")
     # Our log (the one that proves) only knows our branch.
     p.lists((ours.origin, theirs.checkpoint()))
     sink = ListSink()
-    check_peer_once(url, SimpleStore(SimpleState.of(ours)), sink, ours.proofs())
+    check_peer_once(url, audited(tmp_path / "ours", ours), sink, ours.proofs())
     (alert,) = sink.alerts
     assert alert["evidence"]["check"] == "proof_refused" and "LookupError" in alert["evidence"]["error"]
     # Seen from the other branch: its log has a proof 7 -> 9, but not from our root.
     p.lists((ours.origin, ours.checkpoint()))
     sink = ListSink()
-    check_peer_once(url, SimpleStore(SimpleState.of(theirs)), sink, theirs.proofs())
+    check_peer_once(url, audited(tmp_path / "theirs", theirs), sink, theirs.proofs())
     (alert,) = sink.alerts
     assert alert["evidence"]["check"] == "consistency_proof" and alert["evidence"]["proof"]
 
 
-def test_empty_trees(peer: tuple[Peer, str]) -> None:
+def test_empty_trees(peer: tuple[Peer, str], tmp_path: Path) -> None:
     p, url = peer
     mem = MemoryLog.create().grow(4)
     calls: list[tuple[str, int, int]] = []
     # Our state is the empty tree: every tree extends it, no proof needed.
     p.lists((mem.origin, mem.checkpoint()))
     sink = ListSink()
-    report = check_peer_once(url, SimpleStore(SimpleState.of(mem, 0)), sink, mem.proofs(calls))
+    report = check_peer_once(url, audited(tmp_path / "empty", mem, 0), sink, mem.proofs(calls))
     assert report.consistent == [mem.origin] and calls == [] and sink.alerts == []
     # A signed empty tree whose root is not SHA-256(""): the log contradicts itself.
     p.lists((mem.origin, mem.checkpoint(0, root=b"\x11" * 32)))
-    check_peer_once(url, SimpleStore(SimpleState.of(mem)), sink, mem.proofs(calls))
+    check_peer_once(url, audited(tmp_path / "full", mem), sink, mem.proofs(calls))
     assert [a["evidence"]["check"] for a in sink.alerts] == ["empty_root"] and calls == []
 
 
-def test_inconclusive_proofs_are_retried_not_alerted(peer: tuple[Peer, str]) -> None:
+def test_inconclusive_proofs_are_retried_not_alerted(peer: tuple[Peer, str], tmp_path: Path) -> None:
     from monitor.client import LogUnreachable, ProtocolError
 
     p, url = peer
@@ -201,7 +211,8 @@ def test_inconclusive_proofs_are_retried_not_alerted(peer: tuple[Peer, str]) -> 
         return good(origin, size1, size2)
 
     sink = ListSink()
-    gossiper = Gossiper([url], SimpleStore(SimpleState.of(mem, 4)), sink, fetcher)
+    store = audited(tmp_path, mem, 4)
+    gossiper = Gossiper([url], store, sink, fetcher)
     for _ in range(6):
         report = only(gossiper.check_once())
         assert report.inconclusive == [mem.origin] and report.consistent == []
@@ -213,7 +224,7 @@ def test_inconclusive_proofs_are_retried_not_alerted(peer: tuple[Peer, str]) -> 
     def refuses(origin: str, size1: int, size2: int) -> list[bytes]:
         raise ProtocolError("GET /api/v1/log/proof: HTTP 400: lastSize beyond the tree")
 
-    check_peer_once(url, SimpleStore(SimpleState.of(mem, 4)), sink, refuses)
+    check_peer_once(url, store, sink, refuses)
     assert [a["evidence"]["check"] for a in sink.alerts] == ["proof_refused"]
 
 
@@ -222,12 +233,12 @@ def test_inconclusive_proofs_are_retried_not_alerted(peer: tuple[Peer, str]) -> 
     [[], [b"short"], ["not bytes"], [None], [b"\x00" * 32] * 40],
     ids=["empty", "short-hash", "str", "none", "too-long"],
 )
-def test_garbage_proofs_are_split_views(peer: tuple[Peer, str], proof: list[Any]) -> None:
+def test_garbage_proofs_are_split_views(peer: tuple[Peer, str], tmp_path: Path, proof: list[Any]) -> None:
     p, url = peer
     mem = MemoryLog.create().grow(10)
     p.lists((mem.origin, mem.checkpoint(10)))
     sink = ListSink()
-    check_peer_once(url, SimpleStore(SimpleState.of(mem, 3)), sink, lambda o, a, b: proof)
+    check_peer_once(url, audited(tmp_path, mem, 3), sink, lambda o, a, b: proof)
     (alert,) = sink.alerts
     assert alert["evidence"]["check"] == "consistency_proof"
     json.dumps(alert)
@@ -244,7 +255,7 @@ def tampered(note: str) -> str:
     return Note(parsed.text, (bad,)).to_bytes().decode()
 
 
-def test_unverifiable_and_irrelevant_entries_are_skipped(peer: tuple[Peer, str]) -> None:
+def test_unverifiable_and_irrelevant_entries_are_skipped(peer: tuple[Peer, str], tmp_path: Path) -> None:
     p, url = peer
     mem = MemoryLog.create().grow(8)
     impostor = MemoryLog.create(mem.origin).grow(8, b"impostor")  # same origin, another key
@@ -268,7 +279,8 @@ def test_unverifiable_and_irrelevant_entries_are_skipped(peer: tuple[Peer, str])
     ]
     p.doc = {"checkpoints": entries}
     sink = ListSink()
-    store = SimpleStore(SimpleState.of(mem, 4), SimpleState.of(followed_too))
+    store = audited(tmp_path, mem, 4)
+    remember(store, followed_too)
     report = check_peer_once(url, store, sink, mem.proofs())
     assert report.ok and report.compared == [] and sink.alerts == []
     assert len(report.skipped) == 6
@@ -314,18 +326,18 @@ def trickle_body() -> Iterator[bytes]:
     ],
     ids=["404", "500", "html", "deep", "list", "mapping", "huge", "huge-chunked", "slow", "trickle", "redirect-loop"],
 )
-def test_garbage_peers_never_break_a_round(peer: tuple[Peer, str], make_response: Any, error: str) -> None:
+def test_garbage_peers_never_break_a_round(peer: tuple[Peer, str], tmp_path: Path, make_response: Any, error: str) -> None:
     p, url = peer
     p.response = make_response()
     mem = MemoryLog.create().grow(3)
     sink = ListSink()
-    gossiper = Gossiper([url], SimpleStore(SimpleState.of(mem)), sink, mem.proofs(), timeout=1.0)
+    gossiper = Gossiper([url], audited(tmp_path, mem), sink, mem.proofs(), timeout=1.0)
     report = only(gossiper.check_once())
     assert not report.ok and error in (report.error or ""), report.error
     assert sink.alerts == [] and gossiper.stats["peer_errors"] == 1
 
 
-def test_unreachable_peer_and_mixed_peers(peer: tuple[Peer, str]) -> None:
+def test_unreachable_peer_and_mixed_peers(peer: tuple[Peer, str], tmp_path: Path) -> None:
     p, url = peer
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -335,7 +347,7 @@ def test_unreachable_peer_and_mixed_peers(peer: tuple[Peer, str]) -> None:
     theirs.leaves[0] = b"\x01" * 32
     p.lists((mem.origin, theirs.checkpoint()))
     sink = ListSink()
-    gossiper = Gossiper([dead, url, url], SimpleStore(SimpleState.of(mem)), sink, mem.proofs(), timeout=2.0)
+    gossiper = Gossiper([dead, url, url], audited(tmp_path, mem), sink, mem.proofs(), timeout=2.0)
     assert gossiper.peers == [dead, url]
     dead_report, live_report = gossiper.check_once()
     assert not dead_report.ok and "ConnectionError" in (dead_report.error or "")
@@ -346,13 +358,13 @@ def test_unreachable_peer_and_mixed_peers(peer: tuple[Peer, str]) -> None:
 # --- scheduling -----------------------------------------------------------------------------
 
 
-def test_run_if_due_follows_the_interval(peer: tuple[Peer, str]) -> None:
+def test_run_if_due_follows_the_interval(peer: tuple[Peer, str], tmp_path: Path) -> None:
     p, url = peer
     mem = MemoryLog.create().grow(2)
     p.lists((mem.origin, mem.checkpoint()))
     now = [1000.0]
     gossiper = Gossiper(
-        [url], SimpleStore(SimpleState.of(mem)), ListSink(), mem.proofs(), interval=60, jitter=0, clock=lambda: now[0]
+        [url], audited(tmp_path, mem), ListSink(), mem.proofs(), interval=60, jitter=0, clock=lambda: now[0]
     )
     assert gossiper.run_if_due() is not None  # the first call runs at once
     now[0] += 59
@@ -363,7 +375,7 @@ def test_run_if_due_follows_the_interval(peer: tuple[Peer, str]) -> None:
     assert gossiper.stats["rounds"] == 2
 
 
-def test_background_thread_keeps_gossiping(peer: tuple[Peer, str]) -> None:
+def test_background_thread_keeps_gossiping(peer: tuple[Peer, str], tmp_path: Path) -> None:
     p, url = peer
     mem = MemoryLog.create().grow(4)
     theirs = mem.fork()
@@ -378,17 +390,21 @@ def test_background_thread_keeps_gossiping(peer: tuple[Peer, str]) -> None:
                 seen.set()
             return True
 
-    class FlakyStore(SimpleStore):
+    class FlakyStore(StateStore):
+        """The real store, whose second read fails once, like a transient I/O error."""
+
         calls = 0
 
-        def all(self) -> list[SimpleState]:
-            FlakyStore.calls += 1
-            if FlakyStore.calls == 2:
-                raise RuntimeError("transient")
+        def all(self) -> list[LogState]:
+            self.calls += 1
+            if self.calls == 2:
+                raise sqlite3.OperationalError("disk I/O error")
             return super().all()
 
+    store = FlakyStore(tmp_path)
+    remember(store, mem)
     sink = Sink()
-    gossiper = Gossiper([url], FlakyStore(SimpleState.of(mem)), sink, mem.proofs(), interval=0.05, jitter=0.5)
+    gossiper = Gossiper([url], store, sink, mem.proofs(), interval=0.05, jitter=0.5)
     thread = gossiper.start()
     assert gossiper.start() is thread
     try:
@@ -397,9 +413,10 @@ def test_background_thread_keeps_gossiping(peer: tuple[Peer, str]) -> None:
         gossiper.stop(10)
     assert not thread.is_alive()
     assert all(a["evidence"]["check"] == "same_size_different_root" for a in sink.alerts)
+    assert store.calls >= 4  # the failed read did not end the thread
 
 
-def test_checkpoints_with_cosignatures_verify(peer: tuple[Peer, str]) -> None:
+def test_checkpoints_with_cosignatures_verify(peer: tuple[Peer, str], tmp_path: Path) -> None:
     """A peer's checkpoint may carry witness cosignatures we know nothing about."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -414,6 +431,6 @@ def test_checkpoints_with_cosignatures_verify(peer: tuple[Peer, str]) -> None:
     cosigned = add_signatures(note, [cosig]).decode()
     p.lists((mem.origin, cosigned))
     sink = ListSink()
-    report = check_peer_once(url, SimpleStore(SimpleState.of(mem, 5)), sink, mem.proofs())
+    report = check_peer_once(url, audited(tmp_path, mem, 5), sink, mem.proofs())
     assert report.consistent == [mem.origin] and sink.alerts == []
     assert base64.b64decode(cosigned.rsplit(" ", 1)[1])  # really a second signature line

@@ -9,20 +9,16 @@ import hashlib
 from dataclasses import dataclass
 
 import rfc8785
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from tlog.checkpoint import Checkpoint
 from tlog.merkle import ProofError, RootMismatchError, hash_leaf, verify_inclusion
-from tlog.note import (
-    ECDSAVerifier,
-    Ed25519Verifier,
-    InvalidSignatureError,
-    Note,
-    NoteError,
-    NoteVerifier,
-    open_note,
-)
+from tlog.note import Ed25519Verifier, Note, NoteError
 from tlog.verify.bundle import InclusionProof, LogEntry
+from tlog.verify.checkpoint_step import (
+    describe_signers,
+    log_note_verifier,
+    open_signed_checkpoint,
+)
 from tlog.verify.signatures import signature_ok
 from tlog.verify.trust import LogInstance
 
@@ -58,15 +54,6 @@ class VerifiedCheckpoint:
     key_hint: bytes
 
 
-def _log_verifier(log: LogInstance, name: str) -> NoteVerifier:
-    key = log.public_key
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return Ed25519Verifier(name, key)
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return ECDSAVerifier(name, key, hash_algorithm=log.hash_algorithm)
-    raise EntryError(f"checkpoints signed with a {type(key).__name__} log key are not supported")
-
-
 def verify_entry_checkpoint(envelope: str, log: LogInstance, log_id: bytes, proof: InclusionProof) -> VerifiedCheckpoint:
     """Verify the checkpoint of a bundle's inclusion proof, as Sigstore clients do.
 
@@ -83,10 +70,11 @@ def verify_entry_checkpoint(envelope: str, log: LogInstance, log_id: bytes, proo
     hint = log_id[:4]
     lines = [s for s in note.signatures if s.key_id == hint]
     if not lines:
-        names = ", ".join(f"{s.name} ({s.key_id.hex()})" for s in note.signatures)
-        raise EntryError(f"no signature with the log's key hint {hint.hex()} (signed by {names})")
+        raise EntryError(f"no signature with the log's key hint {hint.hex()} (signed by {describe_signers(note.signatures)})")
     line = lines[0]
-    verifier = _log_verifier(log, line.name)
+    verifier = log_note_verifier(log, line.name)
+    if verifier is None:
+        raise EntryError(f"checkpoints signed with a {type(log.public_key).__name__} log key are not supported")
     if verifier.key_id != hint:
         raise EntryError(
             f"the line signed {line.name} ({hint.hex()}) does not match the trusted log key, "
@@ -97,16 +85,7 @@ def verify_entry_checkpoint(envelope: str, log: LogInstance, log_id: bytes, proo
         raw = verifier.vkey_material[1:]
         if hashlib.sha256(line.name.encode() + b"\n\x01" + raw).digest() != log.log_id:
             raise EntryError(f"the signer name {line.name} and the log key do not hash to the trusted log ID")
-    try:
-        open_note(Note(text=note.text, signatures=(line,)), [verifier])
-    except InvalidSignatureError as exc:
-        raise EntryError(f"the signature by {line.name} ({hint.hex()}) does not verify") from exc
-    except NoteError as exc:
-        raise EntryError(str(exc)) from exc
-    try:
-        checkpoint = Checkpoint.from_text(note.text)
-    except NoteError as exc:
-        raise EntryError(f"the signed text is not a checkpoint: {exc}") from exc
+    checkpoint, _ = open_signed_checkpoint(Note(text=note.text, signatures=(line,)), [verifier], EntryError)
     if checkpoint.root_hash != proof.root_hash:
         raise EntryError(
             f"the checkpoint's root {checkpoint.root_hash.hex()[:16]}… differs from the proof's {proof.root_hash.hex()[:16]}…"

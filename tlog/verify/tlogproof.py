@@ -20,19 +20,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-
 from tlog.checkpoint import Checkpoint
 from tlog.merkle import HASH_SIZE, ProofError, RootMismatchError, verify_inclusion
-from tlog.note import (
-    ECDSAVerifier,
-    Ed25519Verifier,
-    InvalidSignatureError,
-    Note,
-    NoteError,
-    NoteVerifier,
-    UnverifiedNoteError,
-    open_note,
+from tlog.note import Note, NoteError, NoteVerifier
+from tlog.verify.checkpoint_step import (
+    describe_signers,
+    log_note_verifier,
+    open_signed_checkpoint,
 )
 from tlog.verify.policy import Policy, require_quorum
 from tlog.verify.report import Report, StepFailed
@@ -122,16 +116,9 @@ def _trust_verifiers(note: Note, trust: TrustRoot | None) -> list[NoteVerifier]:
     if trust is None:
         return out
     for log in trust.tlogs:
-        key = log.public_key
         for sig in note.signatures:
-            verifier: NoteVerifier
-            if isinstance(key, ec.EllipticCurvePublicKey):
-                verifier = ECDSAVerifier(sig.name, key, hash_algorithm=log.hash_algorithm)
-            elif isinstance(key, ed25519.Ed25519PublicKey):
-                verifier = Ed25519Verifier(sig.name, key)
-            else:
-                continue
-            if verifier.key_id == sig.key_id:
+            verifier = log_note_verifier(log, sig.name)
+            if verifier is not None and verifier.key_id == sig.key_id:
                 out.append(verifier)
     return out
 
@@ -176,20 +163,9 @@ def verify_tlog_proof(
         for v in [*(policy.logs if policy else ()), *_trust_verifiers(note, trust)]:
             verifiers.setdefault((v.name, bytes(v.key_id)), v)
         if not verifiers:
-            names = ", ".join(f"{s.name} ({s.key_id.hex()})" for s in note.signatures)
-            raise StepFailed(f"not signed by a trusted log key (signed by {names})")
-        try:
-            _, signed = open_note(note, list(verifiers.values()))
-        except InvalidSignatureError as exc:
-            raise StepFailed(f"the signature by {exc.name} ({exc.key_id.hex()}) does not verify") from exc
-        except UnverifiedNoteError as exc:
-            raise StepFailed(str(exc)) from exc
-        try:
-            checkpoint = Checkpoint.from_text(note.text)
-        except NoteError as exc:
-            raise StepFailed(f"the signed text is not a checkpoint: {exc}") from exc
-        by = ", ".join(f"{s.name} ({s.key_id.hex()})" for s in signed)
-        out.ok(f"signed by {by}: origin {checkpoint.origin}, tree size {checkpoint.size}", origin=checkpoint.origin, treeSize=checkpoint.size)
+            raise StepFailed(f"not signed by a trusted log key (signed by {describe_signers(note.signatures)})")
+        checkpoint, signed = open_signed_checkpoint(note, list(verifiers.values()), StepFailed)
+        out.ok(f"signed by {describe_signers(signed)}: origin {checkpoint.origin}, tree size {checkpoint.size}", origin=checkpoint.origin, treeSize=checkpoint.size)
 
     if policy is None:
         report.skip("witnesses", "witness cosignatures", "not checked: no --policy given")
