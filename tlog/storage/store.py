@@ -420,13 +420,13 @@ def _chunks(items: Sequence[object]) -> Iterable[list]:  # type: ignore[type-arg
 #
 # A proof request is a handful of indexed point reads. Through SQLAlchemy Core
 # each statement costs ~18 us of Python (compiled-cache lookup, parameter and
-# result processing) and the transaction's BEGIN and ROLLBACK as much again,
-# against ~2-10 us for the read itself in SQLite. On SQLite the readers below
-# therefore run fixed SQL on the pooled driver connection, still inside one
-# BEGIN ... ROLLBACK read transaction (one snapshot, as before), and turn
-# driver errors into SQLAlchemy's DBAPIError exactly as Core would (so the API
-# still answers 503). On PostgreSQL, where the network round trip dominates
-# and SQLAlchemy's disconnect handling matters, they go through Core as before.
+# result processing), a pool checkout and check-in ~25 us, against ~3-15 us
+# for the read itself in SQLite. On SQLite the readers below therefore run
+# fixed SQL on this thread's own read-only connection, statement by statement
+# (see reading() for why no snapshot is needed), and turn driver errors into
+# SQLAlchemy's DBAPIError as Core would (so the API still answers 503). On
+# PostgreSQL, where the network round trip dominates and SQLAlchemy's
+# disconnect handling matters, they go through Core in one transaction.
 
 
 class CoreReader:
