@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from tlog import canonical_json, merkle
@@ -57,6 +57,25 @@ def validate_origin(origin: str) -> str:
     if not origin.isprintable():
         raise OriginError(f"invalid origin {origin!r}: it must be printable")
     return origin
+
+
+def insert_new_tree(conn: Connection, keys: LogKeys, *, purpose: str, origin: str, now_ms: int) -> TreeInfo:
+    """Add a tree (the next free id, a random public tree ID) and its signed empty
+    checkpoint, in the caller's transaction: a tree never exists without a head."""
+    info = TreeInfo(
+        id=max((t.id for t in store.list_trees(conn)), default=0) + 1,
+        purpose=purpose,
+        tree_id=int.from_bytes(os.urandom(8), "big") >> 1,
+        origin=origin,
+        log_id=keys.log_id,
+        created_at=now_ms,
+        frozen_at=None,
+    )
+    store.insert_tree(conn, info)
+    empty = Checkpoint(origin=origin, size=0, root_hash=merkle.EMPTY_ROOT)
+    signers = (ECDSASigner(origin, keys.ecdsa), Ed25519Signer(origin, keys.ed25519))
+    store.insert_head(conn, info.id, TreeHeadRecord(0, merkle.EMPTY_ROOT, now_ms, sign_checkpoint(empty, signers).decode()))
+    return info
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,27 +140,9 @@ class TransparencyLog:
 
     @classmethod
     def _create_tree(cls, engine: Engine, keys: LogKeys, *, purpose: str, origin: str) -> TreeInfo:
-        now = int(time.time() * 1000)
         try:
             with engine.begin() as conn:
-                ids = [t.id for t in store.list_trees(conn)]
-                info = TreeInfo(
-                    id=max(ids, default=0) + 1,
-                    purpose=purpose,
-                    tree_id=int.from_bytes(os.urandom(8), "big") >> 1,
-                    origin=origin,
-                    log_id=keys.log_id,
-                    created_at=now,
-                    frozen_at=None,
-                )
-                store.insert_tree(conn, info)
-                empty = Checkpoint(origin=origin, size=0, root_hash=merkle.EMPTY_ROOT)
-                signers = (ECDSASigner(origin, keys.ecdsa), Ed25519Signer(origin, keys.ed25519))
-                store.insert_head(
-                    conn,
-                    info.id,
-                    TreeHeadRecord(0, merkle.EMPTY_ROOT, now, sign_checkpoint(empty, signers).decode()),
-                )
+                info = insert_new_tree(conn, keys, purpose=purpose, origin=origin, now_ms=int(time.time() * 1000))
             log.info("created %s tree %s (origin %r)", purpose, f"{info.tree_id:016x}", origin)
             return info
         except IntegrityError:
@@ -253,14 +254,7 @@ class TransparencyLog:
         """
         with store.reading(self.engine) as r:
             head = self._head(r)
-            if size2 > head.size:
-                raise BadRequest(f"lastSize {size2} is beyond the current tree size {head.size}")
-            if not 0 <= size1 <= size2:
-                raise BadRequest(f"firstSize {size1} must be between 0 and lastSize {size2}")
-            if size1 == 0 or size1 == size2:
-                return head, []
-            levels, indexes, begin, end = merkle.consistency_path(size1=size1, size2=size2)
-            return head, merkle.rehash(self._node_hashes(r, levels, indexes, head.size), begin, end)
+            return head, self._consistency(r, head, size1, size2)
 
     def root_at(self, size: int) -> bytes:
         """Root hash of the tree at ``size`` (any size up to the current one)."""
@@ -271,15 +265,18 @@ class TransparencyLog:
         """:meth:`consistency_proof` and the root of the tree of ``size2``, in one read (the Rekor proof API)."""
         with store.reading(self.engine) as r:
             head = self._head(r)
-            if size2 > head.size:
-                raise BadRequest(f"lastSize {size2} is beyond the current tree size {head.size}")
-            if not 0 <= size1 <= size2:
-                raise BadRequest(f"firstSize {size1} must be between 0 and lastSize {size2}")
-            root = self._root_at(r, size2, head)
-            if size1 == 0 or size1 == size2:
-                return [], root
-            levels, indexes, begin, end = merkle.consistency_path(size1=size1, size2=size2)
-            return merkle.rehash(self._node_hashes(r, levels, indexes, head.size), begin, end), root
+            proof = self._consistency(r, head, size1, size2)
+            return proof, self._root_at(r, size2, head)
+
+    def _consistency(self, r: store.Reader, head: TreeHeadRecord, size1: int, size2: int) -> list[bytes]:
+        if size2 > head.size:
+            raise BadRequest(f"lastSize {size2} is beyond the current tree size {head.size}")
+        if not 0 <= size1 <= size2:
+            raise BadRequest(f"firstSize {size1} must be between 0 and lastSize {size2}")
+        if size1 == 0 or size1 == size2:
+            return []
+        levels, indexes, begin, end = merkle.consistency_path(size1=size1, size2=size2)
+        return merkle.rehash(self._node_hashes(r, levels, indexes, head.size), begin, end)
 
     def _root_at(self, r: store.Reader, size: int, head: TreeHeadRecord) -> bytes:
         if not 0 <= size <= head.size:

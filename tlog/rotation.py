@@ -35,8 +35,6 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from sqlalchemy.engine import Engine
 
-from tlog import merkle
-from tlog.checkpoint import Checkpoint, sign_checkpoint
 from tlog.errors import TlogError
 from tlog.keys import (
     ECDSA_KEY_FILE,
@@ -46,12 +44,11 @@ from tlog.keys import (
     spki_der,
     write_private_key,
 )
-from tlog.log import validate_origin
-from tlog.note import ECDSASigner, Ed25519Signer
+from tlog.log import insert_new_tree, validate_origin
 from tlog.shards import ENTRIES, retired_keys_dir
 from tlog.storage import store
 from tlog.storage.db import write_transaction
-from tlog.storage.store import TreeHeadRecord, TreeInfo
+from tlog.storage.store import TreeInfo
 
 log = logging.getLogger(__name__)
 
@@ -124,19 +121,7 @@ def rotate(engine: Engine, data_dir: Path, *, origin: str | None) -> Rotation:
         head = store.latest_head(conn, current.id)
         assert head is not None
         store.freeze_tree(conn, current.id, now)
-        created = TreeInfo(
-            id=max(t.id for t in trees) + 1,
-            purpose=ENTRIES,
-            tree_id=int.from_bytes(os.urandom(8), "big") >> 1,
-            origin=origin,
-            log_id=new_keys.log_id,
-            created_at=now,
-            frozen_at=None,
-        )
-        store.insert_tree(conn, created)
-        signers = (ECDSASigner(origin, new_keys.ecdsa), Ed25519Signer(origin, new_keys.ed25519))
-        empty = Checkpoint(origin=origin, size=0, root_hash=merkle.EMPTY_ROOT)
-        store.insert_head(conn, created.id, TreeHeadRecord(0, merkle.EMPTY_ROOT, now, sign_checkpoint(empty, signers).decode()))
+        created = insert_new_tree(conn, new_keys, purpose=ENTRIES, origin=origin, now_ms=now)
 
     # (4) Make the new keys the active ones.
     _install(next_dir, active_paths)
