@@ -64,6 +64,7 @@ from typing import Any, Final
 
 import yaml
 
+from monitor.config_files import read_config_text
 from tlog.ca.identity import (
     OID_BUILD_CONFIG_URI,
     OID_DEPLOYMENT_ENVIRONMENT,
@@ -332,17 +333,7 @@ class PublisherPolicy:
     @classmethod
     def load(cls, path: str | Path) -> PublisherPolicy:
         """Read and parse a policy file; raises :class:`PolicyError`."""
-        path = Path(path)
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise PolicyError(f"cannot read publisher policy {path}: {exc.strerror or exc}") from None
-        if len(raw) > _MAX_POLICY_BYTES:
-            raise PolicyError(f"publisher policy {path} is larger than {_MAX_POLICY_BYTES} bytes")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise PolicyError(f"publisher policy {path} is not UTF-8") from None
+        text = read_config_text(path, what="publisher policy", max_bytes=_MAX_POLICY_BYTES, error=PolicyError)
         return cls.from_yaml(text, source=str(path))
 
     @classmethod

@@ -109,6 +109,7 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from monitor.config_files import read_config_text
 from tlog.ca.identity import der_tlv
 
 __all__ = [
@@ -325,17 +326,7 @@ class Watchlist:
     @classmethod
     def load(cls, path: str | Path, *, cache_size: int = DEFAULT_CACHE_SIZE) -> Watchlist:
         """Parse a rekor-monitor config file. Raises :class:`WatchConfigError`."""
-        path = Path(path)
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise WatchConfigError(f"cannot read watchlist {path}: {exc.strerror or exc}") from None
-        if len(raw) > _MAX_CONFIG_BYTES:
-            raise WatchConfigError(f"watchlist {path} is larger than {_MAX_CONFIG_BYTES} bytes")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise WatchConfigError(f"watchlist {path} is not UTF-8") from None
+        text = read_config_text(path, what="watchlist", max_bytes=_MAX_CONFIG_BYTES, error=WatchConfigError)
         return cls.from_yaml(text, source=str(path), cache_size=cache_size)
 
     @classmethod
