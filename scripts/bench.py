@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
-"""Benchmark ``tlog serve`` over HTTP: submissions, proofs, and the framework's ceiling.
+"""Benchmark ``tlog serve`` over HTTP: submissions, proofs, certificates, and the framework's ceiling.
 
 Run it as ``scripts/bench`` (sets up .venv) or ``.venv/bin/python scripts/bench.py``.
 
 Per backend (SQLite, then PostgreSQL when one answers on /var/run/postgresql)
 it starts ``tlog serve`` with its *default* workers and threads on a fresh
 log and measures POST /api/v1/log/entries, GET /api/v1/log/entries?logIndex=
-(inclusion proof + SET) and GET /api/v1/log/proof (consistency). A trivial
-Flask app under the same gunicorn settings gives the ceiling the log is
-compared with. A random sample of every kind of response is then checked by
-the independent verifier in tests/speclient.py: a fast wrong log is worthless.
+(inclusion proof + SET) and GET /api/v1/log/proof (consistency); then it
+starts ``tlog serve --dev-oidc`` on a fresh data dir and database and
+measures POST /api/v2/signingCert with pre-minted tokens and pre-built CSRs
+(token verification, issuance, SCT and the certificate-log append are all
+timed). A trivial Flask app under the same gunicorn settings gives the
+ceiling both are compared with. A random sample of every kind of response is
+then checked by the independent verifier in tests/speclient.py (and
+certificates against the trust config): a fast wrong log is worthless.
 
 The load generator is closed-loop: a connection sends its next request as
 soon as the previous response is complete. It is callback-driven asyncio
@@ -26,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
+import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -43,6 +49,7 @@ import time
 import traceback
 import urllib.request
 from array import array
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +59,9 @@ if Path(sys.prefix).resolve() != VENV_PYTHON.parent.parent.resolve() and VENV_PY
 
 sys.path.insert(0, str(ROOT / "tests"))
 import speclient  # noqa: E402  (the independent verifier: nothing of tlog's own is trusted)
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 PG_SOCKET_DIR = os.environ.get("TLOG_TEST_PG_HOST", "/var/run/postgresql")
 HOST = "127.0.0.1"
@@ -236,8 +246,8 @@ def run_load(port: int, reqs: list[bytes], *, concurrency: int, duration: float,
     }  # fmt: skip
 
 
-def http_request(method: str, path: str, port: int, body: bytes = b"") -> bytes:
-    head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nAccept: application/json\r\n"
+def http_request(method: str, path: str, port: int, body: bytes = b"", headers: tuple[str, ...] = ("Accept: application/json",)) -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n" + "".join(h + "\r\n" for h in headers)
     if method == "POST":
         head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
     return head.encode() + b"\r\n" + body
@@ -323,6 +333,48 @@ class BodyPool:
         return self.bodies[start : start + count]
 
 
+class CertRequestPool:
+    """Unique ``POST /api/v2/signingCert`` requests, each with a fresh token and a fresh key.
+
+    Built before the clock runs (only the server's work is timed): the token is
+    minted by the server's development issuer (its key is in the data
+    directory, as for ``tlog dev-token``), the request is what sigstore-python
+    sends (a CSR of a new P-256 key with an empty subject and BasicConstraints
+    CA:FALSE, base64 PEM, token as ``Authorization: Bearer``). Identities
+    alternate between e-mail and GitHub Actions and are never reused, so every
+    request pays the full check and issuance and the per-identity rate limit
+    (300/minute by default) never applies. ``expected[i]`` is what request i's
+    certificate must say: (SAN, issuer, DER SubjectPublicKeyInfo), taken from
+    the token and key here, not from anything the server says.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        # Minting only: nothing tlog's code says is trusted when verifying.
+        from tlog.ca.devoidc import DevIssuer
+
+        self.dev = DevIssuer.load(data_dir)
+        self.bodies: list[tuple[str, bytes]] = []  # (token, JSON body)
+        self.expected: list[tuple[str, str, bytes]] = []
+
+    def get(self, port: int, start: int, count: int) -> list[bytes]:
+        while len(self.bodies) < start + count:
+            n = len(self.bodies)
+            token = self.dev.mint(f"bench{n}@example.com") if n % 2 == 0 else self.dev.mint(f"bench-org/repo-{n}", type="github")
+            claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+            san = claims["email"] if n % 2 == 0 else "https://github.com/" + claims["job_workflow_ref"]
+            key = ec.generate_private_key(ec.SECP256R1())
+            csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                   .sign(key, hashes.SHA256()))  # fmt: skip
+            body = json.dumps({"certificateSigningRequest": base64.b64encode(csr.public_bytes(serialization.Encoding.PEM)).decode()})
+            spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+            self.bodies.append((token, body.encode()))
+            self.expected.append((san, claims["iss"], spki))
+        headers = ("Accept: application/pem-certificate-chain",)
+        return [http_request("POST", "/api/v2/signingCert", port, body, (*headers, f"Authorization: Bearer {token}"))
+                for token, body in self.bodies[start : start + count]]  # fmt: skip
+
+
 CEILING_APP = """\
 from flask import Flask, jsonify, request
 app = Flask(__name__)
@@ -387,6 +439,92 @@ class Verifier:
             raise speclient.VerificationError("rootHash is not the final root")
         proof = [bytes.fromhex(h) for h in body["hashes"]]
         speclient.verify_consistency(first, self.final.size, self.roots[first], self.final.root, proof)
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def _spki(cert: x509.Certificate) -> bytes:
+    return cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> None:
+    issuer.public_key().verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))  # type: ignore[arg-type, call-arg]
+    if cert.issuer != issuer.subject:
+        raise speclient.VerificationError("issuer name is not the issuing CA's subject")
+
+
+class CAVerifier:
+    """Checks sampled certificates against what a client trusts: the ``tlog trust-config`` output.
+
+    The trust config's CA chain must be the one ``/api/v2/trustBundle`` serves;
+    each sampled leaf must chain to its root by signature, carry one SCT that
+    verifies with its CT key over the precertificate (RFC 6962 §3.2), and
+    certify the request's key for the token's identity. At the end the
+    certificate log must hold exactly the certificates that got a 200.
+    """
+
+    SCT_OID = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")
+    ISSUER_OID = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
+    EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+    def __init__(self, url: str, trust_config: dict) -> None:
+        self.url, self.tally, self.failures = url, {}, []  # type: ignore[var-annotated]
+        self.leaves: list[bytes] = []  # DER of every sampled leaf that verified
+        ca = trust_config["trustedRoot"]["certificateAuthorities"][0]["certChain"]["certificates"]
+        self.chain = [base64.b64decode(c["rawBytes"]) for c in ca]  # DER (intermediate, root)
+        served = json.loads(http_get(url + "/api/v2/trustBundle"))["chains"][0]["certificates"]
+        if [_der(x509.load_pem_x509_certificate(c.encode())) for c in served] != self.chain:
+            raise speclient.VerificationError("/api/v2/trustBundle is not the trust config's CA chain")
+        ct_spki = base64.b64decode(trust_config["trustedRoot"]["ctlogs"][0]["publicKey"]["rawBytes"])
+        self.ct_key = serialization.load_der_public_key(ct_spki)
+        self.ct_log_id = hashlib.sha256(ct_spki).digest()
+        self.issuer_key_hash = hashlib.sha256(_spki(x509.load_der_x509_certificate(self.chain[0]))).digest()
+
+    check = Verifier.check
+
+    def certificate(self, expected: tuple[str, str, bytes], response: bytes) -> None:
+        san, iss, spki = expected
+        pems = json.loads(response)["signedCertificateEmbeddedSct"]["chain"]["certificates"]
+        if len(pems) != 3:
+            raise speclient.VerificationError(f"a chain of {len(pems)} certificates, not leaf, intermediate, root")
+        leaf, inter, root = (x509.load_pem_x509_certificate(p.encode()) for p in pems)
+        if [_der(inter), _der(root)] != self.chain:
+            raise speclient.VerificationError("the chain is not the trust config's")
+        _signed_by(leaf, inter)
+        _signed_by(inter, root)
+        _signed_by(root, root)
+        start, end = leaf.not_valid_before_utc, leaf.not_valid_after_utc
+        if not start <= datetime.now(timezone.utc) <= end or end - start != timedelta(minutes=10):
+            raise speclient.VerificationError("the leaf is not a current 10-minute certificate")
+        if _spki(leaf) != spki:
+            raise speclient.VerificationError("the leaf certifies another key than the CSR's")
+        names = [n.value for n in leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value]
+        if names != [san]:
+            raise speclient.VerificationError(f"SAN {names} is not the token's identity {san!r}")
+        if leaf.extensions.get_extension_for_oid(self.ISSUER_OID).value.value != iss.encode():  # type: ignore[attr-defined]
+            raise speclient.VerificationError("the issuer extension is not the token's iss")
+        scts = list(leaf.extensions.get_extension_for_oid(self.SCT_OID).value)  # type: ignore[call-overload]
+        if len(scts) != 1 or scts[0].log_id != self.ct_log_id:
+            raise speclient.VerificationError("not exactly one SCT from the trust config's CT log")
+        sct, tbs = scts[0], leaf.tbs_precertificate_bytes
+        ms = (sct.timestamp.replace(tzinfo=timezone.utc) - self.EPOCH) // timedelta(milliseconds=1)
+        signed = (b"\x00\x00" + ms.to_bytes(8, "big") + b"\x00\x01" + self.issuer_key_hash + len(tbs).to_bytes(3, "big") + tbs
+                  + len(sct.extension_bytes).to_bytes(2, "big") + sct.extension_bytes)  # fmt: skip
+        self.ct_key.verify(sct.signature, signed, ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg]
+        self.leaves.append(_der(leaf))
+
+    def certificate_log(self, acknowledged: int) -> None:
+        """Exactly the certificates that got a 200 are in the certificate log, under a verified checkpoint."""
+        cp = speclient.verify_checkpoint(http_get(self.url + "/certificates/checkpoint").decode(), speclient.LogKey(self.ct_key))  # type: ignore[arg-type]
+        if cp.size != acknowledged:
+            raise speclient.VerificationError(f"certificate log size {cp.size} but {acknowledged} certificates were issued")
+        logged = speclient.fetch_all_entries(self.url + "/certificates", cp.size)
+        if speclient.root_of([speclient.leaf_hash(d) for d in logged]) != cp.root:
+            raise speclient.VerificationError("the certificate log's entries do not hash to its checkpoint's root")
+        if missing := set(self.leaves) - set(logged):
+            raise speclient.VerificationError(f"{len(missing)} sampled certificates are not in the certificate log")
 
 
 # --- the benchmark ---------------------------------------------------------------------
@@ -511,10 +649,53 @@ class Bench:
                     for i, body in self.measure(srv, backend, test, reqs, c)["samples"]:
                         v.check(f"{test} proofs", check, args[i], body)
 
-        self.verification[backend] = {k: {"verified": t[0], "checked": t[1]} for k, t in v.tally.items()}
+        self.verification.setdefault(backend, {}).update({k: {"verified": t[0], "checked": t[1]} for k, t in v.tally.items()})
         good, total = sum(t[0] for t in v.tally.values()), sum(t[1] for t in v.tally.values())
         detail = ", ".join(f"{t[0]}/{t[1]} {k}" for k, t in v.tally.items())
         print(f"  {backend}: verified {good}/{total} ({detail}); log size {size}")
+        for f in v.failures[:10]:
+            print(f"      FAILED {f}")
+        self.ok &= good == total
+
+    def ca_backend(self, backend: str, tmp: Path, database_url: str | None, db_pids=list) -> None:  # type: ignore[no-untyped-def]
+        """POST /api/v2/signingCert against ``tlog serve --dev-oidc`` (defaults otherwise) on a fresh data dir and database."""
+        a, self.db_pids = self.a, db_pids
+        data_dir = tmp / f"ca-{backend}"
+        where = ["--data-dir", str(data_dir)] + (["--database-url", database_url] if database_url else [])
+        cmd = [sys.executable, "-m", "tlog.cli", "serve", "--dev-oidc", "--host", HOST, "--port", "{port}", "--origin", ORIGIN, *where]
+        with Server(cmd, tmp / f"ca-{backend}.log") as srv:
+            # What a client trusts: the CA chain and CT key as `tlog trust-config` publishes them.
+            trust = subprocess.run([sys.executable, "-m", "tlog.cli", "trust-config", "--url", srv.url, *where],
+                                   check=True, capture_output=True, text=True).stdout  # fmt: skip
+            v = CAVerifier(srv.url, json.loads(trust))
+            pool = CertRequestPool(data_dir)
+            used = acked = 0
+            best = 0.0
+            for c in [0, *a.concurrency]:  # 0: warm every worker; not a row
+                count = int(max(best * 3, 500) * (a.warmup if c == 0 else a.duration)) + 200
+                t = time.monotonic()
+                reqs = pool.get(srv.port, used, count)
+                if time.monotonic() - t > 1:
+                    print(f"      (minted {len(pool.bodies) - used} tokens and CSRs in {time.monotonic() - t:.1f} s, untimed)", flush=True)
+                if c == 0:
+                    res = run_load(srv.port, reqs, concurrency=max(a.concurrency), duration=a.warmup,
+                                   clients=a.clients, server_pid=srv.pid, unique=True)  # fmt: skip
+                else:
+                    res = self.measure(srv, backend, "signingCert", reqs, c, unique=True)
+                    best = max(best, res["rate"])
+                    if res["requests"] >= count:
+                        print(f"      note: used up all {count} pre-minted requests in {res['seconds']:.1f} s")
+                for i, body in res["samples"]:
+                    v.check("certificates", v.certificate, pool.expected[used + i], body)
+                used += res["consumed"]
+                acked += res["ok"]
+            v.check("certificate log", v.certificate_log, acked)
+
+        mine = {f"CA {k}": {"verified": t[0], "checked": t[1]} for k, t in v.tally.items()}
+        self.verification.setdefault(backend, {}).update(mine)
+        good, total = sum(t[0] for t in v.tally.values()), sum(t[1] for t in v.tally.values())
+        detail = ", ".join(f"{t[0]}/{t[1]} {k}" for k, t in v.tally.items())
+        print(f"  {backend} CA: verified {good}/{total} ({detail}); certificate log size {acked}")
         for f in v.failures[:10]:
             print(f"      FAILED {f}")
         self.ok &= good == total
@@ -527,6 +708,7 @@ def main() -> int:
     p.add_argument("--sqlite-only", action="store_true", help="skip PostgreSQL")
     p.add_argument("--concurrency", default="1,16,64", help="submission and ceiling concurrencies (default 1,16,64)")
     p.add_argument("--proof-concurrency", default="16,64", help="proof concurrencies (default 16,64)")
+    p.add_argument("--tests", default="log,ca", help="log (submissions and proofs), ca (signingCert), or both (default log,ca)")
     p.add_argument("--clients", type=int, default=2, help="load generator processes (default 2)")
     p.add_argument("--sample", type=int, default=200, help="responses verified per measurement (default 200)")
     p.add_argument("--profile", action="store_true", help="py-spy each point into bench-results/ (slows the server)")
@@ -536,6 +718,9 @@ def main() -> int:
     a.warmup = min(1.0, a.duration / 4)
     a.concurrency = [int(c) for c in a.concurrency.split(",")]
     a.proof_concurrency = [int(c) for c in a.proof_concurrency.split(",")]
+    a.tests = sorted(set(a.tests.split(",")))
+    if not a.tests or set(a.tests) - {"log", "ca"}:
+        p.error("--tests takes log, ca or log,ca")
     a.out = a.out or ROOT / "bench-results" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     a.out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -555,19 +740,26 @@ def main() -> int:
             print(f"PostgreSQL skipped: {pg_info}")
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tlog-bench-")))
         t = time.monotonic()
-        bench.pool.get(0, int(1000 * a.duration))  # most of the signing; the rest is topped up between points
+        bench.pool.get(0, int(1000 * a.duration) if "log" in a.tests else 1000)  # the rest is topped up between points
         print(f"pre-signed {len(bench.pool.bodies)} hashedrekord bodies in {time.monotonic() - t:.1f} s\n\n{HEADER}")
         bench.framework_ceiling(tmp, workers, threads)
-        bench.log_backend("sqlite", tmp, None)
-        if pg_url:
+        if "log" in a.tests:
+            bench.log_backend("sqlite", tmp, None)
+        if "ca" in a.tests:
+            bench.ca_backend("sqlite", tmp, None)
+        if pg_url and "log" in a.tests:
             bench.log_backend("postgres", tmp, pg_url, pg_pids)
+        if pg_url and "ca" in a.tests:  # a database of its own: the CA server makes its own keys
+            ca_url, _version, ca_pids = stack.enter_context(postgres_database())
+            bench.ca_backend("postgres", tmp, ca_url, ca_pids)
 
     print("\nsummary:")
+    units = {"submit": "entries/s", "inclusion": "inclusion proofs/s", "consistency": "consistency proofs/s", "signingCert": "certificates/s"}
     for backend in bench.verification:
         parts = []
-        for test, unit in (("submit", "entries/s"), ("inclusion", "inclusion proofs/s"), ("consistency", "consistency proofs/s")):
-            rows = [r for r in bench.rows if (r["backend"], r["test"]) == (backend, test)]
-            parts.append(f"{unit} " + ", ".join(f"{r['rate']:.0f} at c={r['concurrency']}" for r in rows))
+        for test, unit in units.items():
+            if rows := [r for r in bench.rows if (r["backend"], r["test"]) == (backend, test)]:
+                parts.append(f"{unit} " + ", ".join(f"{r['rate']:.0f} at c={r['concurrency']}" for r in rows))
         print(f"  {backend}: " + "; ".join(parts))
     a.out.write_text(json.dumps({
         "machine": machine, "workers": workers, "threads": threads,

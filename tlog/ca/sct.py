@@ -86,6 +86,37 @@ def _require_p256(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -
         raise ValueError("the CT log key must be an ECDSA P-256 key")
 
 
+class SCTSigner:
+    """Signs precert SCTs with one CT key for one issuing CA.
+
+    What does not vary between certificates (the log ID, the issuer key hash,
+    the key checks) is computed once here rather than per SCT.
+    """
+
+    def __init__(self, ct_key: ec.EllipticCurvePrivateKey, issuer_spki_der: bytes) -> None:
+        _require_p256(ct_key)
+        self._key = ct_key
+        self._log_id = log_id_of(ct_key.public_key())
+        self._issuer_key_hash = hashlib.sha256(issuer_spki_der).digest()
+        self._ecdsa = ec.ECDSA(hashes.SHA256())
+
+    def sign(self, tbs_precert: bytes, timestamp_ms: int) -> bytes:
+        """The TLS-encoded ``SignedCertificateTimestamp`` over ``tbs_precert`` at ``timestamp_ms``."""
+        signed = precert_signature_input(
+            timestamp_ms=timestamp_ms, issuer_key_hash=self._issuer_key_hash, tbs_precert=tbs_precert
+        )
+        signature = self._key.sign(signed, self._ecdsa)
+        return b"".join(
+            (
+                bytes([SCT_VERSION_V1]),
+                self._log_id,
+                struct.pack(">QH", timestamp_ms, 0),  # timestamp, empty extensions
+                struct.pack(">BBH", HASH_SHA256, SIGNATURE_ECDSA, len(signature)),
+                signature,
+            )
+        )
+
+
 def sign_precert_sct(
     ct_key: ec.EllipticCurvePrivateKey, issuer_spki_der: bytes, tbs_precert: bytes, timestamp_ms: int
 ) -> bytes:
@@ -94,22 +125,9 @@ def sign_precert_sct(
     ``issuer_spki_der`` is the DER SubjectPublicKeyInfo of the CA that signs the
     final certificate; ``tbs_precert`` is that certificate's TBSCertificate
     without the SCT-list extension (``Certificate.tbs_precertificate_bytes``).
+    One-off form of :class:`SCTSigner`.
     """
-    _require_p256(ct_key)
-    issuer_key_hash = hashlib.sha256(issuer_spki_der).digest()
-    signed = precert_signature_input(
-        timestamp_ms=timestamp_ms, issuer_key_hash=issuer_key_hash, tbs_precert=tbs_precert
-    )
-    signature = ct_key.sign(signed, ec.ECDSA(hashes.SHA256()))
-    return b"".join(
-        (
-            bytes([SCT_VERSION_V1]),
-            log_id_of(ct_key.public_key()),
-            struct.pack(">QH", timestamp_ms, 0),  # timestamp, empty extensions
-            struct.pack(">BBH", HASH_SHA256, SIGNATURE_ECDSA, len(signature)),
-            signature,
-        )
-    )
+    return SCTSigner(ct_key, issuer_spki_der).sign(tbs_precert, timestamp_ms)
 
 
 def _der_length(n: int) -> bytes:

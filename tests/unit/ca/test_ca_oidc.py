@@ -562,6 +562,95 @@ def test_non_string_token(verifier: TokenVerifier) -> None:
         verifier.verify(None)  # type: ignore[arg-type]
 
 
+def es256(signing_input: str, key: PrivateKey) -> str:
+    """A compact JWS signature, made here rather than by PyJWT so that the input can be odd."""
+    return b64url(ECAlgorithm(ECAlgorithm.SHA256).sign(signing_input.encode(), key))
+
+
+def test_token_parsed_once_gives_the_same_claims(issuer: FakeIssuer, verifier: TokenVerifier) -> None:
+    """The claims returned are the payload's, exactly; what PyJWT's decoder would return."""
+    token = issuer.token(extra={"nested": [1, {"a": None}]}, amr=["pwd"])
+    claims, _ = verifier.verify(token)
+    assert claims == jwt.decode(token, options={"verify_signature": False})
+
+
+@pytest.mark.parametrize("part", [0, 1, 2])
+def test_non_canonical_base64url_is_refused(issuer: FakeIssuer, verifier: TokenVerifier, part: int) -> None:
+    """A last character with stray low bits decodes to the same bytes: refused (as in GHSA-hxm8-2xgr-2p9m)."""
+    # A claim of the right length leaves the payload with spare bits, as the header and signature have.
+    segments = next(t.split(".") for n in range(4) if len((t := issuer.token(pad="x" * n)).split(".")[1]) % 4)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    unused_bits = {2: 4, 3: 2}[len(segments[part]) % 4]
+    last = segments[part][-1]
+    segments[part] = segments[part][:-1] + alphabet[alphabet.index(last) | (1 << unused_bits) - 1]
+    assert segments[part][-1] != last
+    with pytest.raises(Unauthorized, match="malformed token: the (header|payload|signature) is not canonical"):
+        verifier.verify(".".join(segments))
+
+
+@pytest.mark.parametrize("bad", ["+", "/", " ", "==="])
+def test_base64url_alphabet_only(issuer: FakeIssuer, verifier: TokenVerifier, bad: str) -> None:
+    header, payload, signature = issuer.token().split(".")
+    with pytest.raises(Unauthorized, match="malformed token: the payload is not base64url"):
+        verifier.verify(f"{header}.{payload[:8]}{bad}{payload[8:]}.{signature}")
+
+
+def test_padding_is_tolerated_as_pyjwt_does(issuer: FakeIssuer, verifier: TokenVerifier) -> None:
+    """Some issuers pad segments (AWS ALB); PyJWT accepts it, and so did this verifier when it used PyJWT."""
+    header = b64url(json.dumps({"alg": "ES256", "kid": "k1"}).encode())
+    payload = b64url(json.dumps(issuer.claims()).encode())
+    header += "=" * (-len(header) % 4)
+    payload += "=" * (-len(payload) % 4)
+    assert header.endswith("=") or payload.endswith("=")
+    signing_input = f"{header}.{payload}"
+    claims, _ = verifier.verify(f"{signing_input}.{es256(signing_input, issuer.keys['k1'])}")
+    assert claims["sub"] == "alice@example.com"
+
+
+def test_non_ascii_token(verifier: TokenVerifier) -> None:
+    with pytest.raises(Unauthorized, match="malformed token: not base64url"):
+        verifier.verify("ä.b.c")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"alg": "ES256", "kid": "k1", "crit": ["exp"], "exp": 1},
+        {"alg": "ES256", "kid": "k1", "crit": ["b64"], "b64": False},
+        {"alg": "ES256", "kid": "k1", "b64": False},
+    ],
+    ids=["crit", "b64-false-critical", "b64-false"],
+)
+def test_critical_header_extensions_are_refused(
+    issuer: FakeIssuer, verifier: TokenVerifier, header: dict[str, Any]
+) -> None:
+    """RFC 7515 §4.1.11: a recipient that does not implement a critical extension must refuse the token."""
+    signing_input = unsigned(header, issuer.claims())
+    with pytest.raises(Unauthorized, match="critical header extensions"):
+        verifier.verify(f"{signing_input}.{es256(signing_input, issuer.keys['k1'])}")
+
+
+@pytest.mark.parametrize(
+    ("claims", "words"),
+    [
+        ({"aud": ["sigstore", 7]}, "aud claim is not a string or a list of strings"),
+        ({"aud": {"sigstore": True}}, "aud claim is not a string or a list of strings"),
+        ({"sub": 12345}, "sub claim is not a string"),
+        ({"jti": 1}, "jti claim is not a string"),
+    ],
+)
+def test_claim_types(issuer: FakeIssuer, verifier: TokenVerifier, claims: dict[str, Any], words: str) -> None:
+    with pytest.raises(Unauthorized, match=words):
+        verifier.verify(issuer.token(**claims))
+
+
+def test_signature_is_checked_before_the_claims(issuer: FakeIssuer, verifier: TokenVerifier) -> None:
+    """A forged token learns nothing about which claim would have failed."""
+    forged = issuer.token(key=ec.generate_private_key(ec.SECP256R1()), aud="someone-else")
+    with pytest.raises(Unauthorized, match="token signature invalid"):
+        verifier.verify(forged)
+
+
 # -- key rotation -----------------------------------------------------------------
 
 
