@@ -104,10 +104,16 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, threads: in
         # several servers on one machine would fight over; we do not use it.
         "control_socket_disable": True,
     }
+    # One writer process integrates what every worker submits (tlog.writer).
+    from tlog.writer import WriterProcess
+
+    writer = WriterProcess(settings)
+    writer.start()
     log.info("serving on %s with %d workers x %d threads", options["bind"], workers, threads)
-    # Every request thread and both sequencers may hold a connection at once.
-    worker_settings = settings.replace(pool_size=max(settings.pool_size, threads + 4))
+    # Every request thread may hold a connection at once.
+    worker_settings = settings.replace(pool_size=max(settings.pool_size, threads + 4), writer_socket=writer.socket_path)
     try:
         GunicornApp(lambda: _create_app(worker_settings), options).run()
     finally:
+        writer.stop()
         shutil.rmtree(metrics_dir, ignore_errors=True)
