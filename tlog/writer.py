@@ -35,7 +35,6 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from tlog import errors
@@ -143,7 +142,6 @@ class _WriterServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 def run_writer(settings: Settings, socket_path: str) -> None:
     """Open the logs and serve submissions on ``socket_path`` until ``tlog serve`` goes away."""
     from tlog.api.state import Services
-
     from tlog.rotation import CERTIFICATES
     from tlog.shards import ENTRIES
 

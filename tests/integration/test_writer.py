@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import requests
-
 import speclient
 from conftest import LiveServer
 from test_crash_and_frontends import hammer
 from test_live_server import check_history
+
 from tlog import errors
 from tlog.writer import _error_from_state, _error_state
 

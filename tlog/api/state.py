@@ -18,10 +18,10 @@ from tlog.errors import NotFound, Unavailable
 from tlog.keys import LogKeys, read_private_key
 from tlog.log import TransparencyLog
 from tlog.rotation import CERTIFICATE_LOG_ED25519_FILE, CERTIFICATES
-from tlog.shards import ENTRIES, ShardedLog
 from tlog.sequencer import Sequencer
-from tlog.writer import RemoteSequencer
+from tlog.shards import ENTRIES, ShardedLog
 from tlog.storage import db, store
+from tlog.writer import RemoteSequencer
 
 log = logging.getLogger(__name__)
 
