@@ -57,7 +57,7 @@ def _child_exit(_server: Any, worker: Any) -> None:
 
 
 def start_witness_collector(settings: Settings) -> None:
-    """Run the cosignature collector as a thread of this process (gunicorn's master)."""
+    """Run the cosignature collector as a thread of this process (`tlog serve --debug`; the writer runs its own)."""
     if settings.witnesses is None:
         return
     from tlog.api.state import Services
@@ -98,8 +98,9 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, threads: in
         "loglevel": "info",
         "proc_name": "tlog",
         "child_exit": _child_exit,
-        # The master is one per server: the natural home of the witness collector.
-        "when_ready": lambda _server: start_witness_collector(settings),
+        # No database work in this process (gunicorn's master): a fork taken
+        # while another thread is inside SQLite can leave the worker with a
+        # held SQLite mutex. The witness collector runs in the writer.
         # gunicorn's control socket defaults to one per-user path, which
         # several servers on one machine would fight over; we do not use it.
         "control_socket_disable": True,

@@ -151,6 +151,14 @@ def run_writer(settings: Settings, socket_path: str) -> None:
         sequencers[CERTIFICATES] = svc.ca.sequencer
     server = _WriterServer(socket_path, sequencers)
     threading.Thread(target=server.serve_forever, name="tlog-writer", daemon=True).start()
+    if settings.witnesses is not None:
+        # One per server, next to the head it cosigns, and never in gunicorn's
+        # master (which forks workers: no SQLite there).
+        from tlog.witnessing import CosignatureCollector, load_witnesses
+
+        witnesses = load_witnesses(settings.witnesses)
+        CosignatureCollector(svc.log, witnesses).start()
+        log.info("collecting cosignatures from %d witness(es)", len(witnesses))
     log.info("writer ready on %s (%s)", socket_path, ", ".join(sequencers))
     parent = os.getppid()
     while os.getppid() == parent:  # reparented: tlog serve is gone, so are we
