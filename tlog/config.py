@@ -90,6 +90,9 @@ class Settings:
     #: Number of proxies in front whose X-Forwarded-For entries are trusted
     #: for the client address (werkzeug ProxyFix ``x_for``); 0 trusts none.
     trust_proxy_headers: int = 0
+    #: Unix socket of this server's writer process (:mod:`tlog.writer`), set by
+    #: ``tlog serve`` for its workers; None integrates in this process.
+    writer_socket: str | None = None
 
     @property
     def resolved_database_url(self) -> str:

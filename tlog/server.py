@@ -57,7 +57,7 @@ def _child_exit(_server: Any, worker: Any) -> None:
 
 
 def start_witness_collector(settings: Settings) -> None:
-    """Run the cosignature collector as a thread of this process (gunicorn's master)."""
+    """Run the cosignature collector as a thread of this process (`tlog serve --debug`; the writer runs its own)."""
     if settings.witnesses is None:
         return
     from tlog.api.state import Services
@@ -98,16 +98,23 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, threads: in
         "loglevel": "info",
         "proc_name": "tlog",
         "child_exit": _child_exit,
-        # The master is one per server: the natural home of the witness collector.
-        "when_ready": lambda _server: start_witness_collector(settings),
+        # No database work in this process (gunicorn's master): a fork taken
+        # while another thread is inside SQLite can leave the worker with a
+        # held SQLite mutex. The witness collector runs in the writer.
         # gunicorn's control socket defaults to one per-user path, which
         # several servers on one machine would fight over; we do not use it.
         "control_socket_disable": True,
     }
+    # One writer process integrates what every worker submits (tlog.writer).
+    from tlog.writer import WriterProcess
+
+    writer = WriterProcess(settings)
+    writer.start()
     log.info("serving on %s with %d workers x %d threads", options["bind"], workers, threads)
-    # Every request thread and both sequencers may hold a connection at once.
-    worker_settings = settings.replace(pool_size=max(settings.pool_size, threads + 4))
+    # Every request thread may hold a connection at once.
+    worker_settings = settings.replace(pool_size=max(settings.pool_size, threads + 4), writer_socket=writer.socket_path)
     try:
         GunicornApp(lambda: _create_app(worker_settings), options).run()
     finally:
+        writer.stop()
         shutil.rmtree(metrics_dir, ignore_errors=True)

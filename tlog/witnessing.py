@@ -4,7 +4,7 @@ A witness cosigns a checkpoint only if it is consistent with the last one it
 cosigned for this log, so a log whose checkpoints carry cosignatures from
 independent witnesses cannot show two histories without a witness noticing.
 
-The collector runs once per server (a thread in gunicorn's master process):
+The collector runs once per server (a thread of the writer process, tlog.writer):
 whenever the log has a new signed head it submits it to every configured
 witness with a consistency proof from the size that witness last cosigned,
 verifies the returned cosignature with the witness's key, and stores it. The

@@ -18,9 +18,10 @@ from tlog.errors import NotFound, Unavailable
 from tlog.keys import LogKeys, read_private_key
 from tlog.log import TransparencyLog
 from tlog.rotation import CERTIFICATE_LOG_ED25519_FILE, CERTIFICATES
-from tlog.shards import ENTRIES, ShardedLog
 from tlog.sequencer import Sequencer
+from tlog.shards import ENTRIES, ShardedLog
 from tlog.storage import db, store
+from tlog.writer import RemoteSequencer
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class CAServices:
     issuers: IssuersConfig
     verifier: TokenVerifier
     log: TransparencyLog
-    sequencer: Sequencer
+    sequencer: Sequencer | RemoteSequencer
     dev_issuer: DevIssuer | None
 
 
@@ -47,7 +48,7 @@ class Services:
     log: TransparencyLog
     #: Every shard of the entry log, for reads by global index and UUID.
     shards: ShardedLog
-    sequencer: Sequencer
+    sequencer: Sequencer | RemoteSequencer
     ca: CAServices | None
 
     @classmethod
@@ -69,7 +70,7 @@ class Services:
         tlog = TransparencyLog.open(engine, keys, purpose=ENTRIES, origin=origin)
         shards = ShardedLog.open(engine, tlog, settings.data_dir)
         ca = _open_ca(settings, engine, keys, tlog) if settings.ca else None
-        return cls(settings, engine, tlog, shards, Sequencer(tlog), ca)
+        return cls(settings, engine, tlog, shards, _sequencer(settings, tlog, ENTRIES), ca)
 
 
 def _open_ca(settings: Settings, engine: Engine, keys: LogKeys, entries: TransparencyLog) -> CAServices:
@@ -100,9 +101,16 @@ def _open_ca(settings: Settings, engine: Engine, keys: LogKeys, entries: Transpa
         issuers=issuers,
         verifier=TokenVerifier(issuers, trusted_keys=trusted or None),
         log=cert_log,
-        sequencer=Sequencer(cert_log),
+        sequencer=_sequencer(settings, cert_log, CERTIFICATES),
         dev_issuer=dev,
     )
+
+
+def _sequencer(settings: Settings, tlog: TransparencyLog, purpose: str) -> Sequencer | RemoteSequencer:
+    """This process's own sequencer, or the server's writer process (``tlog serve``, see tlog.writer)."""
+    if settings.writer_socket is None:
+        return Sequencer(tlog)
+    return RemoteSequencer(settings.writer_socket, purpose)
 
 
 def _tree_exists(engine: Engine, purpose: str) -> bool:

@@ -1,0 +1,110 @@
+"""The writer process of `tlog serve` (tlog.writer): killed under load it loses
+nothing and comes back by itself; errors cross its socket intact."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import speclient
+from conftest import LiveServer
+from test_crash_and_frontends import hammer
+from test_live_server import check_history
+
+from tlog import errors
+from tlog.writer import _error_from_state, _error_state
+
+pytestmark = pytest.mark.slow
+
+
+def writer_pid(server: LiveServer) -> int:
+    """The writer: the child of `tlog serve` running `-m tlog.writer`."""
+    assert server.proc is not None
+    # Children of every thread: a restarted writer is spawned by the watcher thread.
+    tasks = Path(f"/proc/{server.proc.pid}/task").iterdir()
+    children = [c for t in tasks for c in (t / "children").read_text().split()]
+    for pid in map(int, children):
+        if "tlog.writer" in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode():
+            return pid
+    raise AssertionError(f"no writer among the children {children}")
+
+
+def test_sigkill_of_the_writer_under_load(settings) -> None:  # type: ignore[no-untyped-def]
+    """16 clients submit; the writer is SIGKILLed twice: nothing acknowledged is
+    lost, clients see only 201 or 503 meanwhile, and a new writer takes over."""
+    server = LiveServer(settings).start()
+    acknowledged: list = []  # type: ignore[type-arg]
+    failures: list = []  # type: ignore[type-arg]
+    stop = threading.Event()
+    threads = [threading.Thread(target=hammer, args=([server.url], stop, acknowledged, failures, i)) for i in range(16)]
+    try:
+        for t in threads:
+            t.start()
+        for _ in range(2):
+            time.sleep(1.0)
+            before = writer_pid(server)
+            os.kill(before, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    if writer_pid(server) != before:
+                        break
+                except (AssertionError, FileNotFoundError):
+                    pass
+                time.sleep(0.1)
+            else:
+                raise AssertionError("no new writer within 30 s:\n" + server.log())
+        count = len(acknowledged)
+        deadline = time.monotonic() + 20
+        while len(acknowledged) <= count + 20 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(acknowledged) > count + 20, "submissions did not resume after the writer restarted"
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    try:
+        assert not failures, failures[:5]
+        assert len(acknowledged) > 50
+        check_history(server.url, acknowledged, exact=False)
+        assert "the writer process exited" in server.log()
+    finally:
+        server.stop()
+
+
+def test_conflicts_and_refusals_cross_the_socket(settings) -> None:  # type: ignore[no-untyped-def]
+    server = LiveServer(settings).start()
+    try:
+        req, _ = speclient.hashedrekord(speclient.make_identity())
+        first = requests.post(server.url + "/api/v1/log/entries", json=req, timeout=30)
+        again = requests.post(server.url + "/api/v1/log/entries", json=req, timeout=30)
+        assert first.status_code == 201 and again.status_code == 409
+        uuid = next(iter(first.json()))
+        assert again.headers["Location"] == f"/api/v1/log/entries/{uuid}"
+        assert "logIndex 0" in again.json()["message"]
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        errors.Conflict("already there at logIndex 7", uuid="ab" * 40, log_index=7),
+        errors.Unavailable("storage is full", retry_after=5),
+        errors.BadRequest("nope"),
+    ],
+)
+def test_error_states_round_trip(exc: errors.TlogError) -> None:
+    back = _error_from_state(_error_state(exc))
+    assert type(back) is type(exc) and back.message == exc.message and vars(back) == vars(exc)
+    assert back.http_status == exc.http_status
+
+
+def test_an_unknown_error_class_becomes_internal() -> None:
+    back = _error_from_state(("os.system", "x", {}))
+    assert isinstance(back, errors.Internal)
