@@ -113,8 +113,12 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, threads: in
     log.info("serving on %s with %d workers x %d threads", options["bind"], workers, threads)
     # Every request thread may hold a connection at once.
     worker_settings = settings.replace(pool_size=max(settings.pool_size, threads + 4), writer_socket=writer.socket_path)
+    master = os.getpid()
     try:
         GunicornApp(lambda: _create_app(worker_settings), options).run()
     finally:
-        writer.stop()
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        # Workers are forks of this process and leave through here too (their
+        # SystemExit unwinds this very call): only the master cleans up.
+        if os.getpid() == master:
+            writer.stop()
+            shutil.rmtree(metrics_dir, ignore_errors=True)

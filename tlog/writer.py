@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import signal
 import socket
 import socketserver
 import struct
@@ -220,7 +221,9 @@ class WriterProcess:
             if proc is None:
                 return
             proc.wait()
-            if self._stopping:
+            if self._stopping or proc.returncode == -signal.SIGTERM:
+                # Asked to stop (by us, or by a signal to the whole process
+                # group, which gunicorn's master is handling too).
                 return
             log.error("the writer process exited with %s; starting a new one", proc.returncode)
             try:
