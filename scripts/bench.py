@@ -606,7 +606,7 @@ class Bench:
     def log_backend(self, backend: str, tmp: Path, database_url: str | None, db_pids=list) -> None:  # type: ignore[no-untyped-def]
         a, self.db_pids = self.a, db_pids
         cmd = [sys.executable, "-m", "tlog.cli", "serve", "--host", HOST, "--port", "{port}",
-               "--data-dir", str(tmp / f"data-{backend}"), "--origin", ORIGIN]  # fmt: skip
+               "--data-dir", str(tmp / f"data-{backend}"), "--origin", ORIGIN, *a.serve_args]  # fmt: skip
         with Server(cmd + (["--database-url", database_url] if database_url else []), tmp / f"{backend}.log") as srv:
             used = acked = 0  # bodies handed out so far, and 201s: the log must end up holding exactly `acked`
             submitted: list[tuple[bytes, bytes]] = []  # sampled (request, response)
@@ -662,7 +662,8 @@ class Bench:
         a, self.db_pids = self.a, db_pids
         data_dir = tmp / f"ca-{backend}"
         where = ["--data-dir", str(data_dir)] + (["--database-url", database_url] if database_url else [])
-        cmd = [sys.executable, "-m", "tlog.cli", "serve", "--dev-oidc", "--host", HOST, "--port", "{port}", "--origin", ORIGIN, *where]
+        cmd = [sys.executable, "-m", "tlog.cli", "serve", "--dev-oidc", "--host", HOST, "--port", "{port}", "--origin", ORIGIN,
+               *where, *a.serve_args]  # fmt: skip
         with Server(cmd, tmp / f"ca-{backend}.log") as srv:
             # What a client trusts: the CA chain and CT key as `tlog trust-config` publishes them.
             trust = subprocess.run([sys.executable, "-m", "tlog.cli", "trust-config", "--url", srv.url, *where],
@@ -709,6 +710,8 @@ def main() -> int:
     p.add_argument("--concurrency", default="1,16,64", help="submission and ceiling concurrencies (default 1,16,64)")
     p.add_argument("--proof-concurrency", default="16,64", help="proof concurrencies (default 16,64)")
     p.add_argument("--tests", default="log,ca", help="log (submissions and proofs), ca (signingCert), or both (default log,ca)")
+    p.add_argument("--workers", type=int, help="tlog serve --workers (default: its own default), also for the ceiling")
+    p.add_argument("--threads", type=int, help="tlog serve --threads (default: its own default), also for the ceiling")
     p.add_argument("--clients", type=int, default=2, help="load generator processes (default 2)")
     p.add_argument("--sample", type=int, default=200, help="responses verified per measurement (default 200)")
     p.add_argument("--profile", action="store_true", help="py-spy each point into bench-results/ (slows the server)")
@@ -727,14 +730,15 @@ def main() -> int:
     from tlog.cli import serve
     from tlog.server import default_workers
 
-    workers = default_workers()
-    threads = next(o.default for o in serve.params if o.name == "threads")  # the CLI's own default
+    workers = a.workers or default_workers()
+    threads = a.threads or next(o.default for o in serve.params if o.name == "threads")  # the CLI's own default
+    a.serve_args = ["--workers", str(workers), "--threads", str(threads)]
     bench = Bench(a)
     with contextlib.ExitStack() as stack:
         pg_url, pg_info, pg_pids = (None, "--sqlite-only", None) if a.sqlite_only else stack.enter_context(postgres_database())
         machine = machine_info() | {"postgresql": pg_info if pg_url else None}
         print("machine:\n" + "".join(f"  {k:<11} {v if v is not None else '-'}\n" for k, v in machine.items()), end="")
-        print(f"settings: tlog serve defaults = {workers} workers x {threads} threads (gthread); {a.duration:g} s "
+        print(f"settings: tlog serve {workers} workers x {threads} threads (gthread); {a.duration:g} s "
               f"per point; {a.clients} load-generator processes; {a.sample} responses verified per point")  # fmt: skip
         if not pg_url:
             print(f"PostgreSQL skipped: {pg_info}")
