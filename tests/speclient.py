@@ -157,6 +157,19 @@ def hashedrekord(identity: Identity, artifact: bytes | None = None) -> tuple[dic
     )
 
 
+def csr_request(key: ec.EllipticCurvePrivateKey | None = None) -> dict[str, str]:
+    """A Fulcio signingCert body as sigstore-python sends it: a CSR of a (fresh)
+    P-256 key with an empty subject and CA:FALSE."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return {"certificateSigningRequest": base64.b64encode(csr.public_bytes(serialization.Encoding.PEM)).decode()}
+
+
 def dsse(identity: Identity, statement: dict[str, Any]) -> dict[str, Any]:
     """A sigstore-python-shaped dsse request, explicit nulls included."""
     payload = json.dumps(statement).encode()

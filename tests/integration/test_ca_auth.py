@@ -14,7 +14,6 @@ to the server's leeway and by waiting out exactly one refresh interval.
 
 from __future__ import annotations
 
-import base64
 import threading
 import time
 from collections.abc import Iterator
@@ -23,14 +22,14 @@ from typing import Any
 import jwt
 import pytest
 import requests
+import speclient
+from conftest import LiveServer
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask, Response, jsonify
 from jwt.algorithms import ECAlgorithm
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from conftest import LiveServer
 from tlog.ca.oidc import DEFAULT_LEEWAY, DEFAULT_REFRESH_INTERVAL
 from tlog.config import Settings
 
@@ -95,21 +94,9 @@ class OIDCIssuer:
             self._server.server_close()
 
 
-def csr_request() -> dict[str, str]:
-    """What sigstore-python sends: a CSR of a fresh P-256 key, empty subject, CA:FALSE."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([]))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return {"certificateSigningRequest": base64.b64encode(csr.public_bytes(serialization.Encoding.PEM)).decode()}
-
-
 def sign(server: LiveServer, token: str, body: dict[str, str] | None = None) -> requests.Response:
     return requests.post(
-        server.url + SIGNING_CERT, json=body or csr_request(), headers={"Authorization": f"Bearer {token}"}, timeout=30
+        server.url + SIGNING_CERT, json=body or speclient.csr_request(), headers={"Authorization": f"Bearer {token}"}, timeout=30
     )
 
 
@@ -190,7 +177,7 @@ def test_token_replayed_after_expiry_is_refused(server: LiveServer, issuers: dic
     now = int(time.time())
     exp = now - int(DEFAULT_LEEWAY) + 4
     token = issuer.token("k1", iat=now - 120, exp=exp)
-    request = csr_request()
+    request = speclient.csr_request()
     assert issued_by(leaf_of(sign(server, token, request)), issuer)
     before = certificate_log(server)
 

@@ -8,20 +8,17 @@ CLI options.
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+import speclient
+from conftest import LiveServer
 from flask import Flask
 from limits.storage import MemoryStorage
 
-import speclient
-from conftest import LiveServer
 from tlog.config import Settings
 
 ENTRIES = "/api/v1/log/entries"
@@ -83,22 +80,8 @@ def check_refusal(resp: Any, scope: str, limit: str) -> int:
     return int(retry)
 
 
-def csr_request(key: ec.EllipticCurvePrivateKey | None = None) -> dict[str, str]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-
-    key = key or ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([]))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return {"certificateSigningRequest": base64.b64encode(csr.public_bytes(serialization.Encoding.PEM)).decode()}
-
-
 def sign(client: Any, token: str, addr: str = "192.0.2.1") -> Any:
-    return client.post(SIGNING_CERT, json=csr_request(), headers={"Authorization": f"Bearer {token}"}, environ_base={"REMOTE_ADDR": addr})
+    return client.post(SIGNING_CERT, json=speclient.csr_request(), headers={"Authorization": f"Bearer {token}"}, environ_base={"REMOTE_ADDR": addr})
 
 
 def rate_limited_total(text: str, scope: str) -> float:
@@ -293,7 +276,7 @@ def test_identity_limit_on_the_ca(make_app: Any) -> None:
     # Same subject from another issuer is another identity.
     assert sign(client, ca.dev_issuer.mint("octo/alice", type="github"), "192.0.2.3").status_code == 200
     # A token that does not verify is refused before it could count against anyone.
-    resp = client.post(SIGNING_CERT, json=csr_request(), headers={"Authorization": "Bearer not.a.token"})
+    resp = client.post(SIGNING_CERT, json=speclient.csr_request(), headers={"Authorization": "Bearer not.a.token"})
     assert resp.status_code == 401
     assert ca.log.latest_head().size == logged + 2
 
@@ -400,9 +383,9 @@ def test_cli_options_on_a_live_server(settings: Settings) -> None:
 
         dev = DevIssuer.load(settings.data_dir)
         token = dev.mint("live@example.com")
-        body = csr_request()
+        body = speclient.csr_request()
         assert requests.post(url + SIGNING_CERT, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30).status_code == 200
-        resp = requests.post(url + SIGNING_CERT, json=csr_request(), headers={"Authorization": f"Bearer {token}", **forwarded}, timeout=30)
+        resp = requests.post(url + SIGNING_CERT, json=speclient.csr_request(), headers={"Authorization": f"Bearer {token}", **forwarded}, timeout=30)
         assert resp.status_code == 429 and resp.json()["message"].startswith("rate limit exceeded: 1 per minute per identity")
 
         # Health checks are exempt from the 4/minute read limit.
