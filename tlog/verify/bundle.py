@@ -64,13 +64,14 @@ def _obj(doc: dict[str, Any], name: str, what: str, *, required: bool = True) ->
     return value
 
 
-def b64(value: Any, what: str) -> bytes:
+def b64(value: Any, what: str, error: type[Exception] = BundleError) -> bytes:
+    """Standard base64 from a JSON document (bundle or trust config); ``error`` names the document's error class."""
     if not isinstance(value, str):
-        raise BundleError(f"{what} is not a base64 string")
+        raise error(f"{what} is not a base64 string")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise BundleError(f"{what} is not valid base64") from exc
+        raise error(f"{what} is not valid base64") from exc
 
 
 def u64(value: Any, what: str) -> int:

@@ -9,8 +9,6 @@ are ignored, so trusted roots from newer clients still load.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime
 import hashlib
 import json
@@ -23,6 +21,8 @@ from urllib.parse import urlparse
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from tlog.verify.bundle import b64
 
 __all__ = [
     "CertificateAuthority",
@@ -106,12 +106,7 @@ class Validity:
 
 
 def _b64(value: Any, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise TrustConfigError(f"{what} is not a base64 string")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise TrustConfigError(f"{what} is not valid base64") from exc
+    return b64(value, what, TrustConfigError)
 
 
 @dataclass(frozen=True)
