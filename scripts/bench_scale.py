@@ -358,6 +358,7 @@ def proof_worker(data_dir: Path, n: int) -> None:
     from tlog import bulk, merkle
 
     tlog = bulk.open_log(data_dir, None)
+    tlog.preload_upper_levels()  # as each worker of `tlog serve` does when it starts
     opened = time.perf_counter() - t0
     head = tlog.latest_head()
     rng = random.Random(os.getpid())

@@ -134,9 +134,7 @@ class TransparencyLog:
                 f"but the configured ECDSA key has log ID {keys.log_id.hex()} "
                 "(if a `tlog rotate` was interrupted, run it again to finish it)"
             )
-        tlog = cls(engine, keys, info)
-        tlog.preload_upper_levels()
-        return tlog
+        return cls(engine, keys, info)
 
     @classmethod
     def _create_tree(cls, engine: Engine, keys: LogKeys, *, purpose: str, origin: str) -> TreeInfo:
@@ -158,7 +156,8 @@ class TransparencyLog:
 
         Without it the first few thousand proofs of a fresh process each read
         their upper nodes from the database; with it they only read the ~6
-        lowest. About 31,000 hashes (~25 ms, ~5 MB) on a 1M-entry tree.
+        lowest. Called where proofs are served (each worker's app), not by
+        every process that opens the log. About 31,000 hashes (~25 ms, ~5 MB) on a 1M-entry tree.
         Returns the number of nodes loaded.
         """
         with self.engine.connect() as conn:

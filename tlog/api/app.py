@@ -22,6 +22,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fla
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["tlog"] = Services.open(settings, migrate=migrate)
+    if settings.log:
+        app.extensions["tlog"].log.preload_upper_levels()  # this process serves the entry log's proofs
     errors.register(app)
     ratelimit.install(app, settings)
     app.register_blueprint(openapi.bp)
