@@ -88,7 +88,10 @@ def load_or_create_ecdsa(path: Path) -> ec.EllipticCurvePrivateKey:
             write_private_key(path, ec.generate_private_key(ec.SECP256R1()))
         except FileExistsError:  # another process won the race; use its key
             pass
-    key = read_private_key(path)
+    return _as_ecdsa(read_private_key(path), path)
+
+
+def _as_ecdsa(key: object, path: Path) -> ec.EllipticCurvePrivateKey:
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
         raise KeyFileError(f"key file {path} must hold an ECDSA P-256 key")
     return key
@@ -100,7 +103,10 @@ def load_or_create_ed25519(path: Path) -> ed25519.Ed25519PrivateKey:
             write_private_key(path, ed25519.Ed25519PrivateKey.generate())
         except FileExistsError:
             pass
-    key = read_private_key(path)
+    return _as_ed25519(read_private_key(path), path)
+
+
+def _as_ed25519(key: object, path: Path) -> ed25519.Ed25519PrivateKey:
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise KeyFileError(f"key file {path} must hold an Ed25519 key")
     return key
@@ -121,6 +127,16 @@ class LogKeys:
     def public_key_pem(self) -> bytes:
         return self.ecdsa.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    @classmethod
+    def read(cls, directory: Path) -> LogKeys:
+        """Existing keys under their default file names in ``directory`` (a retired
+        shard's, or a rotation's next ones); nothing is generated."""
+        ecdsa_path, ed_path = directory / ECDSA_KEY_FILE, directory / ED25519_KEY_FILE
+        return cls(
+            ecdsa=_as_ecdsa(read_private_key(ecdsa_path), ecdsa_path),
+            ed25519=_as_ed25519(read_private_key(ed_path), ed_path),
         )
 
     @classmethod

@@ -81,7 +81,7 @@ def rotate(engine: Engine, data_dir: Path, *, origin: str | None) -> Rotation:
         trees = store.list_trees(conn)
     if current is None:
         raise RotationError("there is no entry log to rotate yet: start `tlog serve` once first")
-    keys = LogKeys(ecdsa=read_private_key(active_paths[0]), ed25519=read_private_key(active_paths[1]))  # type: ignore[arg-type]
+    keys = LogKeys.read(data_dir)
 
     if keys.log_id != current.log_id:
         # The tree was created (step 3) but the keys were not moved (step 4).
@@ -136,10 +136,9 @@ def _size(engine: Engine, info: TreeInfo) -> int:
 
 
 def _read_keys(directory: Path) -> LogKeys | None:
-    paths = (directory / ECDSA_KEY_FILE, directory / ED25519_KEY_FILE)
-    if not all(p.exists() for p in paths):
+    if not all((directory / name).exists() for name in (ECDSA_KEY_FILE, ED25519_KEY_FILE)):
         return None
-    return LogKeys(ecdsa=read_private_key(paths[0]), ed25519=read_private_key(paths[1]))  # type: ignore[arg-type]
+    return LogKeys.read(directory)
 
 
 def _write_keys(directory: Path, keys: LogKeys, *, replace: bool = False) -> None:

@@ -27,7 +27,11 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from tlog.errors import BadRequest, Internal, NotFound
-from tlog.keys import ECDSA_KEY_FILE, ED25519_KEY_FILE, KeyFileError, LogKeys, read_private_key
+from tlog.keys import (
+    ECDSA_KEY_FILE,
+    KeyFileError,
+    LogKeys,
+)
 from tlog.log import Inclusion, TransparencyLog
 from tlog.storage import store
 from tlog.storage.store import TreeInfo
@@ -48,8 +52,7 @@ def retired_keys_dir(data_dir: Path, info: TreeInfo) -> Path:
 def load_retired_keys(data_dir: Path, info: TreeInfo) -> LogKeys:
     """The keys a frozen shard was signed with, checked against its stored log ID."""
     where = retired_keys_dir(data_dir, info)
-    ecdsa, ed = read_private_key(where / ECDSA_KEY_FILE), read_private_key(where / ED25519_KEY_FILE)
-    keys = LogKeys(ecdsa=ecdsa, ed25519=ed)  # type: ignore[arg-type]
+    keys = LogKeys.read(where)
     if keys.log_id != info.log_id:
         raise KeyFileError(
             f"the key in {where / ECDSA_KEY_FILE} has log ID {keys.log_id.hex()}, "
