@@ -121,6 +121,10 @@ def main() -> None:
     "--trust-proxy-headers", type=click.IntRange(min=0), default=0, show_default=True, envvar="TLOG_TRUST_PROXY_HEADERS", metavar="N",
     help="Behind N proxies: take the client address from X-Forwarded-For (the N-th from the right). Larger than the real number of proxies lets clients pick their address.",
 )  # fmt: skip
+@click.option(
+    "--batch-interval-ms", type=click.FloatRange(0, 1000), default=Settings.batch_interval * 1000, show_default=True,
+    help="Under load, start an integration batch at most this often, so one commit and one signed checkpoint serve more entries (0: as soon as the last one ends).",
+)  # fmt: skip
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
 @click.option("--debug", is_flag=True, help="Run Flask's single-process development server instead of gunicorn.")
 def serve(
@@ -149,6 +153,7 @@ def serve(
     rate_limit_storage: str,
     rate_limit_strategy: str,
     trust_proxy_headers: int,
+    batch_interval_ms: float,
     access_log: bool,
     debug: bool,
 ) -> None:
@@ -179,6 +184,7 @@ def serve(
         rate_limit_storage=rate_limit_storage,
         rate_limit_strategy=rate_limit_strategy,
         trust_proxy_headers=trust_proxy_headers,
+        batch_interval=batch_interval_ms / 1000,
         public_url=(public_url or f"http://{'[' + host + ']' if ':' in host else host}:{port}").rstrip("/"),
     )
     from tlog.api.ratelimit import check_settings

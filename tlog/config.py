@@ -52,6 +52,9 @@ class Settings:
     max_search_results: int = 1000
     #: Seconds a submission waits to be integrated before answering 503.
     submit_timeout: float = 30.0
+    #: Under load, the least time (s) from one integration batch's start to the
+    #: next: see :mod:`tlog.sequencer`. A lone submission never waits for it.
+    batch_interval: float = 0.01
     #: Connection pool size per worker process.
     pool_size: int = 8
     #: Serve the entry log's APIs (Rekor v1 and tiles at the root).

@@ -37,7 +37,13 @@ Read this file top to bottom.
 
 Batching is what makes throughput grow with concurrency: while one batch
 holds the lock, the next one accumulates, and it costs one lock, one
-signature pair and one commit however many entries it carries.
+signature pair and one commit however many entries it carries. Under load
+(the last batch held more than one entry) a batch also waits until
+``batch_interval`` has passed since the previous one started, as Sunlight's
+sequencing period and Tessera's batch age do, so that the per-batch work is
+shared by more entries; a lone submission is never kept waiting. Measured in
+README "Performance": without it, batches under 64 clients averaged three
+entries and the writer spent 0.75 ms of CPU per entry.
 """
 
 from __future__ import annotations
@@ -176,25 +182,35 @@ def _conflict(tlog: TransparencyLog, leaf_hash: bytes, log_index: int) -> Confli
     return Conflict(f"an equivalent entry already exists in the log at logIndex {log_index}", uuid=uuid, log_index=log_index)
 
 
+def batch_due(now: float, last_start: float, last_size: int, interval: float) -> float:
+    """How long the next batch should still wait (0: start it now); see the module docstring."""
+    if last_size <= 1:
+        return 0.0
+    return min(interval, max(0.0, last_start + interval - now))  # min: float rounding
+
+
 @dataclass(eq=False)
 class _Pending:
     entry: CanonicalEntry
     done: threading.Event = field(default_factory=threading.Event)
-    result: Integrated | Conflict | None = None
-    error: TlogError | None = None
+    outcome: Integrated | TlogError | None = None
 
 
 class Sequencer:
     """This process's pool of submissions and the thread that integrates them.
 
     ``max_pending`` bounds the pool: past it, submissions are refused with 503
-    and ``Retry-After`` rather than queued without limit.
+    and ``Retry-After`` rather than queued without limit. The writer process
+    (:mod:`tlog.writer`) has its own loop and calls :meth:`integrate_batch`.
     """
 
-    def __init__(self, tlog: TransparencyLog, *, max_batch: int = 1000, max_pending: int = 10_000) -> None:
+    def __init__(
+        self, tlog: TransparencyLog, *, max_batch: int = 1000, max_pending: int = 10_000, batch_interval: float = 0.0
+    ) -> None:
         self.tlog = tlog
         self.max_batch = max_batch
         self.max_pending = max_pending
+        self.batch_interval = batch_interval
         self._cond = threading.Condition()
         self._queue: list[_Pending] = []
         self._thread: threading.Thread | None = None
@@ -212,13 +228,11 @@ class Sequencer:
         if not pending.done.wait(timeout):
             # The entry may still be integrated; a retry then answers 409 with its location.
             raise Unavailable(f"the entry was not integrated within {timeout:.0f}s; retry to learn its fate")
-        if pending.error is not None:
-            raise pending.error
-        result = pending.result
-        if isinstance(result, Conflict):
-            raise result
-        assert result is not None
-        return result
+        outcome = pending.outcome
+        if isinstance(outcome, TlogError):  # Conflict included
+            raise outcome
+        assert outcome is not None
+        return outcome
 
     def _ensure_thread(self) -> None:
         # A thread does not survive fork(); each worker process starts its own.
@@ -228,55 +242,54 @@ class Sequencer:
             self._thread.start()
 
     def _run(self) -> None:
+        last_start, last_size = 0.0, 0
         while True:
             with self._cond:
                 while not self._queue:
                     self._cond.wait()
+            wait = batch_due(time.monotonic(), last_start, last_size, self.batch_interval)
+            if wait:
+                time.sleep(wait)
+            with self._cond:
                 batch = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
-            self._integrate(batch)
+            last_start, last_size = time.monotonic(), len(batch)
+            for p, outcome in zip(batch, self.integrate_batch([p.entry for p in batch])):
+                p.outcome = outcome
+                p.done.set()
 
-    def _integrate(self, batch: list[_Pending]) -> None:
+    def integrate_batch(self, entries: list[CanonicalEntry]) -> list[Integrated | TlogError]:
+        """Integrate ``entries`` in one transaction; per entry, its outcome or the error to answer.
+
+        Never raises: a failed batch fails each of its entries with the same
+        error, and nothing of it was written.
+        """
         started = time.perf_counter()
         try:
-            results = integrate(self.tlog, [p.entry for p in batch])
+            results = integrate(self.tlog, entries)
         except TlogError as exc:
             metrics.INTEGRATION_FAILURES.labels(exc.category).inc()
-            self._fail(batch, exc)
+            return [exc] * len(entries)
         except SQLAlchemyError as exc:
             metrics.INTEGRATION_FAILURES.labels("storage").inc()
             # The batch's transaction was rolled back (or, if the connection
             # died during COMMIT, may have committed: hence the 409 hint).
             # storage_error_message says "full" for a full disk (SQLITE_FULL,
             # PostgreSQL 53100), "unavailable" otherwise.
-            log.error("integration of %d entries failed: storage error: %s", len(batch), exc)
-            self._fail(
-                batch,
-                Unavailable(
-                    storage_error_message(exc) + " (a 409 on retry means the entry was written)",
-                    retry_after=5,
-                ),
-            )
+            log.error("integration of %d entries failed: storage error: %s", len(entries), exc)
+            error = Unavailable(storage_error_message(exc) + " (a 409 on retry means the entry was written)", retry_after=5)
+            return [error] * len(entries)
         except Exception:  # a bug: fail the batch, keep the sequencer alive
             metrics.INTEGRATION_FAILURES.labels("internal").inc()
-            log.exception("integration of %d entries failed", len(batch))
-            self._fail(batch, Internal("internal error while integrating; nothing was written"))
-        else:
-            for p, r in zip(batch, results):
-                p.result = r
-                p.done.set()
-            elapsed = time.perf_counter() - started
-            added = [r for r in results if isinstance(r, Integrated)]
-            metrics.BATCH_SIZE.observe(len(batch))
-            metrics.BATCH_DURATION.observe(elapsed)
-            metrics.ENTRIES_INTEGRATED.inc(len(added))
-            metrics.DUPLICATES.inc(len(results) - len(added))
-            if added:
-                metrics.TREE_SIZE.set(added[0].head.size)
-            log.debug("batch of %d in %.1f ms", len(batch), elapsed * 1000)
-
-    @staticmethod
-    def _fail(batch: list[_Pending], error: TlogError) -> None:
-        for p in batch:
-            p.error = error
-            p.done.set()
+            log.exception("integration of %d entries failed", len(entries))
+            return [Internal("internal error while integrating; nothing was written")] * len(entries)
+        elapsed = time.perf_counter() - started
+        added = [r for r in results if isinstance(r, Integrated)]
+        metrics.BATCH_SIZE.observe(len(entries))
+        metrics.BATCH_DURATION.observe(elapsed)
+        metrics.ENTRIES_INTEGRATED.inc(len(added))
+        metrics.DUPLICATES.inc(len(results) - len(added))
+        if added:
+            metrics.TREE_SIZE.set(added[0].head.size)
+        log.debug("batch of %d in %.1f ms", len(entries), elapsed * 1000)
+        return list(results)

@@ -29,7 +29,7 @@ import os
 import pickle
 import signal
 import socket
-import socketserver
+import selectors
 import struct
 import subprocess
 import sys
@@ -42,13 +42,17 @@ from tlog import errors
 from tlog.config import Settings
 from tlog.entries import CanonicalEntry
 from tlog.errors import TlogError, Unavailable
-from tlog.sequencer import Integrated, Sequencer
+from tlog.sequencer import Integrated, Sequencer, batch_due
 
 log = logging.getLogger(__name__)
 
 #: Largest frame either side accepts: a batch of one entry with its attestation and proof.
 _MAX_FRAME = 16 << 20
 _HEADER = struct.Struct(">I")
+#: Seconds the writer waits for a worker to take an answer before dropping its connection.
+_SEND_TIMEOUT = 10.0
+#: Submissions the writer holds at once; past it, 503 (one per worker thread is normal).
+_MAX_PENDING = 10_000
 SOCKET_NAME = "writer.sock"
 
 
@@ -104,40 +108,109 @@ def _error_from_state(state: tuple[str, str, dict[str, Any]]) -> TlogError:
 # --- the writer process -------------------------------------------------------------------
 
 
-class _Handler(socketserver.BaseRequestHandler):
-    """One worker thread's connection: submissions in, outcomes out, one at a time."""
+class _WriterLoop:
+    """One thread: every worker connection's submissions in, batches integrated, outcomes out.
 
-    server: _WriterServer
+    A thread per connection, handing entries to a sequencer thread, cost the
+    writer two thread switches and a GIL hand-over per entry (0.75 ms of CPU
+    per entry at 64 clients, measured); here the loop reads whatever frames
+    have arrived on any connection, integrates them as one batch per log, and
+    answers each connection, all on one thread. Each worker thread has at most
+    one submission in flight, so the pool is bounded by the connections.
+    """
 
-    def handle(self) -> None:
-        sock: socket.socket = self.request
-        while True:
-            try:
-                request = _recv(sock)
-            except (ConnectionError, OSError, pickle.UnpicklingError, EOFError):
-                return
-            if request is None:
-                return
-            purpose, entry, timeout = request
-            try:
-                sequencer = self.server.sequencers[purpose]
-                reply: tuple[str, Any] = ("ok", sequencer.submit(entry, timeout=timeout))
-            except TlogError as exc:
-                reply = ("error", _error_state(exc))
-            except KeyError:
-                reply = ("error", _error_state(errors.Internal(f"this writer does not write the {purpose} log")))
-            try:
-                _send(sock, reply)
-            except OSError:
-                return  # the worker went away; the entry, if integrated, answers 409 on retry
-
-
-class _WriterServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-
-    def __init__(self, path: str, sequencers: dict[str, Sequencer]) -> None:
+    def __init__(self, listener: socket.socket, sequencers: dict[str, Sequencer]) -> None:
+        self.listener = listener
         self.sequencers = sequencers
-        super().__init__(path, _Handler)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(listener, selectors.EVENT_READ)
+        self.buffers: dict[socket.socket, bytearray] = {}
+        self.pending: list[tuple[socket.socket, str, CanonicalEntry]] = []
+        # Every sequencer of this writer shares the batching rhythm.
+        self.interval = max((s.batch_interval for s in sequencers.values()), default=0.0)
+        self.max_batch = min((s.max_batch for s in sequencers.values()), default=1000)
+
+    def run(self) -> None:
+        last_start, last_size = 0.0, 0
+        while True:
+            wait = None
+            if self.pending:
+                wait = batch_due(time.monotonic(), last_start, last_size, self.interval)
+                if wait == 0 or len(self.pending) >= self.max_batch:
+                    batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch :]
+                    last_start, last_size = time.monotonic(), len(batch)
+                    self._integrate(batch)
+                    wait = 0  # only poll: answering took time, more may have come
+            for key, _ in self.selector.select(wait):
+                if key.fileobj is self.listener:
+                    self._accept()
+                else:
+                    self._read(key.fileobj)  # type: ignore[arg-type]
+
+    def _accept(self) -> None:
+        try:
+            sock, _ = self.listener.accept()
+        except OSError:
+            return
+        # Reads happen only when the selector says so; answers are small and
+        # the worker is waiting for them, but a stuck one must not stop us.
+        sock.settimeout(_SEND_TIMEOUT)
+        self.buffers[sock] = bytearray()
+        self.selector.register(sock, selectors.EVENT_READ)
+
+    def _close(self, sock: socket.socket) -> None:
+        self.selector.unregister(sock)
+        del self.buffers[sock]
+        self.pending = [p for p in self.pending if p[0] is not sock]
+        sock.close()
+
+    def _read(self, sock: socket.socket) -> None:
+        try:
+            data = sock.recv(1 << 16)
+        except OSError:
+            data = b""
+        if not data:
+            self._close(sock)  # the worker went away; its entry, if integrated, answers 409 on retry
+            return
+        buf = self.buffers[sock]
+        buf += data
+        while len(buf) >= _HEADER.size:
+            (n,) = _HEADER.unpack_from(buf)
+            if n > _MAX_FRAME:
+                log.warning("closing a writer connection: frame of %d bytes", n)
+                self._close(sock)
+                return
+            if len(buf) < _HEADER.size + n:
+                break
+            frame = bytes(buf[_HEADER.size : _HEADER.size + n])
+            del buf[: _HEADER.size + n]
+            try:
+                purpose, entry = pickle.loads(frame)  # noqa: S301 - a private socket of this server's own user
+            except (pickle.UnpicklingError, EOFError, ValueError, TypeError):
+                self._close(sock)
+                return
+            if purpose not in self.sequencers:
+                self._answer(sock, errors.Internal(f"this writer does not write the {purpose} log"))
+            elif len(self.pending) >= _MAX_PENDING:
+                self._answer(sock, Unavailable("the log is overloaded; retry shortly", retry_after=1))
+            else:
+                self.pending.append((sock, purpose, entry))
+
+    def _integrate(self, batch: list[tuple[socket.socket, str, CanonicalEntry]]) -> None:
+        for purpose, sequencer in self.sequencers.items():
+            mine = [(sock, entry) for sock, p, entry in batch if p == purpose]
+            if mine:
+                outcomes = sequencer.integrate_batch([entry for _, entry in mine])
+                for (sock, _), outcome in zip(mine, outcomes):
+                    self._answer(sock, outcome)
+
+    def _answer(self, sock: socket.socket, outcome: Integrated | TlogError) -> None:
+        reply = ("error", _error_state(outcome)) if isinstance(outcome, TlogError) else ("ok", outcome)
+        try:
+            _send(sock, reply)
+        except OSError:
+            if sock in self.buffers:
+                self._close(sock)
 
 
 def run_writer(settings: Settings, socket_path: str) -> None:
@@ -150,8 +223,10 @@ def run_writer(settings: Settings, socket_path: str) -> None:
     sequencers: dict[str, Any] = {ENTRIES: svc.sequencer}
     if svc.ca is not None:
         sequencers[CERTIFICATES] = svc.ca.sequencer
-    server = _WriterServer(socket_path, sequencers)
-    threading.Thread(target=server.serve_forever, name="tlog-writer", daemon=True).start()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(socket_path)
+    listener.listen(1024)
+    threading.Thread(target=_WriterLoop(listener, sequencers).run, name="tlog-writer", daemon=True).start()
     if settings.witnesses is not None:
         # One per server, next to the head it cosigns, and never in gunicorn's
         # master (which forks workers: no SQLite there).
@@ -265,9 +340,8 @@ class RemoteSequencer:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.connect(self.socket_path)
             self._local.sock, self._local.pid = sock, os.getpid()
-        # The writer answers within its own submit timeout; past that plus a
-        # margin, it is stuck or gone.
-        sock.settimeout(timeout + 10)
+        # The writer answers as soon as the entry's batch commits.
+        sock.settimeout(timeout)
         return sock
 
     def _drop(self) -> None:
@@ -279,8 +353,12 @@ class RemoteSequencer:
     def submit(self, entry: CanonicalEntry, *, timeout: float = 30.0) -> Integrated:
         try:
             sock = self._connection(timeout)
-            _send(sock, (self.purpose, entry, timeout))
+            _send(sock, (self.purpose, entry))
             reply = _recv(sock)
+        except TimeoutError:
+            # The connection may still carry the late answer: never reuse it.
+            self._drop()
+            raise Unavailable(f"the entry was not integrated within {timeout:.0f}s; retry to learn its fate") from None
         except (OSError, ConnectionError, pickle.UnpicklingError, EOFError) as exc:
             self._drop()
             log.warning("writer unreachable: %s", exc)

@@ -108,3 +108,72 @@ def test_error_states_round_trip(exc: errors.TlogError) -> None:
 def test_an_unknown_error_class_becomes_internal() -> None:
     back = _error_from_state(("os.system", "x", {}))
     assert isinstance(back, errors.Internal)
+
+
+def _metric(url: str, name: str) -> float:
+    text = requests.get(url + "/metrics", timeout=10).text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
+def test_batches_fill_under_load_and_a_lone_entry_does_not_wait(settings) -> None:  # type: ignore[no-untyped-def]
+    """With a long batch interval, 40 concurrent submissions share a few batches,
+    while sequential ones (each batch of one) are answered at once."""
+    server = LiveServer(settings, threads=8, extra_args=("--batch-interval-ms", "400")).start()
+    try:
+        bodies = [speclient.hashedrekord(speclient.make_identity())[0] for _ in range(45)]
+        started = time.monotonic()
+        for req in bodies[:5]:
+            assert requests.post(server.url + "/api/v1/log/entries", json=req, timeout=30).status_code == 201
+        assert time.monotonic() - started < 2.0, "a lone submission waited for the batch interval"
+        before = _metric(server.url, "tlog_integration_batch_entries_count")
+        results: list[int] = []
+        threads = [
+            threading.Thread(target=lambda r=req: results.append(requests.post(server.url + "/api/v1/log/entries", json=r, timeout=30).status_code))
+            for req in bodies[5:]
+        ]  # fmt: skip
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results == [201] * 40
+        batches = _metric(server.url, "tlog_integration_batch_entries_count") - before
+        assert batches <= 12, f"40 concurrent submissions took {batches:.0f} batches"
+        check_history(server.url, [], exact=False)
+        assert requests.get(server.url + "/api/v1/log", timeout=10).json()["treeSize"] == 45
+    finally:
+        server.stop()
+
+
+def _writer_socket(server: LiveServer) -> str:
+    return Path(f"/proc/{writer_pid(server)}/cmdline").read_bytes().split(b"\0")[-2].decode()
+
+
+def test_the_writer_survives_bad_frames(settings) -> None:  # type: ignore[no-untyped-def]
+    """Garbage, an oversized frame, a frame cut off, an unknown log: each costs its
+    sender the connection or an error, and the writer keeps serving the others."""
+    import pickle
+    import socket
+
+    from tlog.writer import _HEADER, _recv, _send
+
+    server = LiveServer(settings).start()
+    try:
+        path = _writer_socket(server)
+        for payload in (_HEADER.pack(5) + b"\x80junk", _HEADER.pack(1 << 30), _HEADER.pack(100) + b"short"):
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(path)
+                s.sendall(payload)
+                s.shutdown(socket.SHUT_WR)
+                s.settimeout(10)
+                assert s.recv(100) == b""  # closed without an answer
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(path)
+            s.settimeout(10)
+            _send(s, ("no-such-log", None))
+            status, state = _recv(s)
+            assert status == "error" and state[0] == "Internal" and "no-such-log" in state[1]
+            assert pickle.dumps(state)
+        req, _ = speclient.hashedrekord(speclient.make_identity())
+        assert requests.post(server.url + "/api/v1/log/entries", json=req, timeout=30).status_code == 201
+    finally:
+        server.stop()
