@@ -9,6 +9,7 @@ CLI options.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -329,6 +330,36 @@ def test_a_dead_store_falls_back_to_per_process_counting(make_app: Any) -> None:
     dev = app.extensions["tlog"].ca.dev_issuer
     assert sign(client, dev.mint("x@example.com")).status_code == 200
     check_refusal(sign(client, dev.mint("x@example.com")), "identity", "1 per minute")
+
+
+class FlakyStorage(MemoryStorage):
+    """A store that is down while ``down`` is set, and keeps its counts otherwise."""
+
+    STORAGE_SCHEME = ["tlogtest-flaky"]
+    down = True
+
+    def incr(self, *a: Any, **kw: Any) -> int:
+        if FlakyStorage.down:
+            raise ConnectionError("store down")
+        return super().incr(*a, **kw)
+
+
+def test_the_shared_store_is_used_again_once_it_answers(make_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Down: per-process counts and 429s still apply; back: counting returns to the store."""
+    from tlog.api import ratelimit
+
+    monkeypatch.setattr(ratelimit, "STORE_RETRY_SECONDS", 0.3)
+    monkeypatch.setattr(FlakyStorage, "down", True)
+    app = make_app(read_rate_limit="3/minute", rate_limit_storage="tlogtest-flaky://")
+    client = app.test_client()
+    get = lambda addr: client.get("/api/v1/log", environ_base={"REMOTE_ADDR": addr}).status_code  # noqa: E731
+    assert [get("192.0.2.1") for _ in range(4)] == [200, 200, 200, 429]  # counted in memory meanwhile
+    store = app.extensions[ratelimit.EXTENSION].counters.primary.storage
+    monkeypatch.setattr(FlakyStorage, "down", False)
+    time.sleep(0.4)
+    assert [get("192.0.2.2") for _ in range(4)] == [200, 200, 200, 429]
+    assert any("192.0.2.2" in k for k in store.storage), "the store that came back was not used"
+    assert not any("192.0.2.1" in k for k in store.storage)
 
 
 @pytest.mark.parametrize("strategy", ["moving-window", "sliding-window-counter"])

@@ -1,4 +1,4 @@
-"""Rate limits per client address and per signing identity (Flask-Limiter).
+"""Rate limits per client address and per signing identity (``limits``).
 
 Every request except ``/healthz`` and ``/metrics`` falls in one of three
 classes, each with its own per-address budget (:class:`~tlog.config.Settings`):
@@ -17,13 +17,20 @@ the operator's own tools) skip the per-address limits.
 On the CA a second budget counts per identity (OIDC issuer + SAN) once the
 token has verified: :func:`check_identity`, called from the view because the
 key is known only then. It uses the same ``limits`` strategy and storage as
-Flask-Limiter.
+the per-address budgets.
 
 Counters live in ``rate_limit_storage``: ``memory://`` is per worker process
 (so the effective limit is the configured one times the number of workers
 that happen to serve a client), a shared store such as ``redis://host:6379``
 makes the limits exact across workers and frontends. If a shared store stops
-answering, each process falls back to its own in-memory counters and logs it.
+answering, each process falls back to its own in-memory counters and logs it,
+and tries the store again every few seconds.
+
+The counting, windows and stores are the ``limits`` library's; this module
+only decides which budget a request spends, in one ``before_request`` hook.
+Flask-Limiter, which wraps the same library, cost 60-100 µs per request for
+exempt clients and ~220 µs for counted ones (measured with the Flask test
+client; a trivial request is ~210 µs), against ~10 µs here.
 
 A refused request gets 429 ``{"code": 429, "message": ...}`` with
 ``Retry-After`` (seconds) and is counted in ``tlog_rate_limited_total{scope}``;
@@ -40,14 +47,14 @@ import hashlib
 import ipaddress
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
-from flask_limiter import Limit, Limiter, RateLimitExceeded
 from limits import RateLimitItem, parse_many
-from limits.storage import storage_from_string
+from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import STRATEGIES, RateLimiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -157,9 +164,9 @@ def _client_ip() -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return ip
 
 
-def client_address() -> str:
-    """The rate-limit key of the client: its address, IPv6 reduced to the /64."""
-    ip = _client_ip()
+def client_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None) -> str:
+    """The rate-limit key of the client (``ip``, parsed here if not given): its address, IPv6 reduced to the /64."""
+    ip = ip or _client_ip()
     if ip is None:
         return request.remote_addr or "unknown"
     if isinstance(ip, ipaddress.IPv6Address):
@@ -192,36 +199,104 @@ def _retry_after(reset_at: float) -> int:
     return max(1, math.ceil(reset_at - time.time()))
 
 
+#: Seconds between attempts to use a shared store again after it failed.
+STORE_RETRY_SECONDS = 5.0
+
+
+class Counters:
+    """The configured ``limits`` strategy and store, with per-process memory
+    counters standing in while a shared store is down."""
+
+    def __init__(self, storage_uri: str, strategy: str) -> None:
+        self.primary: RateLimiter = STRATEGIES[strategy](storage_from_string(storage_uri))
+        memory = storage_uri.startswith("memory://")
+        self.fallback: RateLimiter | None = None if memory else STRATEGIES[strategy](MemoryStorage())
+        self._failed_at: float | None = None
+        self._lock = threading.Lock()
+
+    def _current(self) -> RateLimiter:
+        failed_at = self._failed_at
+        if failed_at is None or self.fallback is None:
+            return self.primary
+        if time.monotonic() - failed_at < STORE_RETRY_SECONDS:
+            return self.fallback
+        with self._lock:
+            self._failed_at = None  # try the store again; the next failure sets it anew
+        return self.primary
+
+    def hit(self, item: RateLimitItem, scope: str, key: str) -> tuple[bool, float, int] | None:
+        """Count one request: (allowed, window reset time, remaining), or None if no store answers."""
+        for _ in range(2):
+            strategy = self._current()
+            try:
+                allowed = strategy.hit(item, KEY_PREFIX, scope, key)
+                reset_at, remaining = strategy.get_window_stats(item, KEY_PREFIX, scope, key)
+                return allowed, reset_at, remaining
+            except Exception:  # noqa: BLE001 - a network store's errors are many
+                if strategy is self.fallback or self.fallback is None:
+                    log.exception("rate limit counters failed; request not counted")
+                    return None
+                with self._lock:
+                    if self._failed_at is None:
+                        log.exception("rate limit storage failed; counting per process for %.0f s", STORE_RETRY_SECONDS)
+                    self._failed_at = time.monotonic()
+        return None
+
+
 @dataclass
 class RateLimits:
     """What :func:`install` set up for one app."""
 
-    limiter: Limiter
+    counters: Counters
+    per_class: dict[str, list[RateLimitItem]]
+    exempt: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
     identity_limits: list[RateLimitItem] = field(default_factory=list)
 
-    @property
-    def strategy(self) -> RateLimiter:
-        # Flask-Limiter's strategy object: the in-memory fallback while the shared store is down.
-        return self.limiter.limiter
+    def check_request(self) -> None:
+        """``before_request``: spend the request's class budget; TooManyRequests when over it."""
+        scope = request_class()
+        items = self.per_class.get(scope) if scope is not None else None
+        if not items:
+            return
+        ip = _client_ip()
+        if ip is not None and any(ip in net for net in self.exempt):
+            return
+        key = client_address(ip)
+        least: tuple[int, dict[str, str]] | None = None
+        for item in items:
+            counted = self.counters.hit(item, scope, key)  # type: ignore[arg-type]
+            if counted is None:
+                return  # no store answers: let the request through
+            allowed, reset_at, remaining = counted
+            headers = _headers(item, remaining, reset_at)
+            if not allowed:
+                g.tlog_rate_limit_headers = headers
+                self._refuse(f"{describe(item)} per client ({scope})", scope, reset_at)  # type: ignore[arg-type]
+            if least is None or remaining < least[0]:
+                least = (remaining, headers)
+        if least is not None:
+            g.tlog_rate_limit_headers = least[1]
 
     def hit_identity(self, issuer: str, san: str) -> None:
         if not self.identity_limits:
             return
         digest = hashlib.sha256(f"{issuer}\x00{san}".encode()).hexdigest()[:32]
         for item in self.identity_limits:
-            try:
-                allowed = self.strategy.hit(item, KEY_PREFIX, IDENTITY, digest)
-                if allowed:
-                    continue
-                reset_at, remaining = self.strategy.get_window_stats(item, KEY_PREFIX, IDENTITY, digest)
-            except Exception:  # the store is down: let the request through
-                log.exception("rate limit storage failed; identity %s of %s not counted", san, issuer)
+            counted = self.counters.hit(item, IDENTITY, digest)
+            if counted is None:
+                log.warning("identity %s of %s not counted: no rate limit store answers", san, issuer)
                 return
-            retry = _retry_after(reset_at)
-            rate_limited_counter().labels(IDENTITY).inc()
-            g.tlog_rate_limit_headers = _headers(item, remaining, reset_at)
-            log.info("identity rate limit %s exceeded by %s (%s)", describe(item), san, issuer)
-            raise TooManyRequests(f"rate limit exceeded: {describe(item)} per identity; retry after {retry} s", retry_after=retry)
+            allowed, reset_at, remaining = counted
+            if not allowed:
+                g.tlog_rate_limit_headers = _headers(item, remaining, reset_at)
+                log.info("identity rate limit %s exceeded by %s (%s)", describe(item), san, issuer)
+                self._refuse(f"{describe(item)} per identity", IDENTITY, reset_at)
+
+    @staticmethod
+    def _refuse(what: str, scope: str, reset_at: float) -> None:
+        retry = _retry_after(reset_at)
+        rate_limited_counter().labels(scope).inc()
+        raise TooManyRequests(f"rate limit exceeded: {what}; retry after {retry} s", retry_after=retry)
 
 
 def _headers(item: RateLimitItem, remaining: int, reset_at: float) -> dict[str, str]:
@@ -246,75 +321,28 @@ def install(app: Flask, settings: Settings) -> None:
     app.extensions[EXTENSION] = None
     if not _any_limit(settings):
         return
-
-    def for_class(name: str) -> Any:
-        return lambda: request_class() != name
-
-    defaults = [
-        Limit(value, scope=name, shared=True, exempt_when=for_class(name))
+    per_class = {
+        name: parse_limit(value)
         for name, value in (
             (SUBMISSIONS, settings.submission_rate_limit),
             (SIGNING, settings.signing_rate_limit),
             (READS, settings.read_rate_limit),
         )
-        if parse_limit(value)
-    ]
-    memory = settings.rate_limit_storage.startswith("memory://")
-    limiter = Limiter(
-        client_address,
-        app=app,
-        default_limits=defaults,  # type: ignore[arg-type]
-        storage_uri=settings.rate_limit_storage,
-        strategy=settings.rate_limit_strategy,
-        key_prefix=KEY_PREFIX,
-        # Our own headers below: the library's would put Retry-After on every response.
-        headers_enabled=False,
-        # A shared store that stops answering: per-process counters, not 500s.
-        in_memory_fallback_enabled=not memory,
-        swallow_errors=True,
+    }
+    limits = RateLimits(
+        Counters(settings.rate_limit_storage, settings.rate_limit_strategy),
+        per_class={k: v for k, v in per_class.items() if v},
+        exempt=[ipaddress.ip_network(n) for n in parse_networks(settings.rate_limit_exempt)],
+        identity_limits=parse_limit(settings.identity_rate_limit),
     )
-    exempt = [ipaddress.ip_network(n) for n in parse_networks(settings.rate_limit_exempt)]
-
-    def exempt_request() -> bool:
-        if request_class() is None:
-            return True
-        ip = _client_ip()
-        return ip is not None and any(ip in net for net in exempt)
-
-    limiter.request_filter(exempt_request)
-    limits = RateLimits(limiter, parse_limit(settings.identity_rate_limit))
     app.extensions[EXTENSION] = limits
     for scope in (SUBMISSIONS, SIGNING, READS, IDENTITY):
         rate_limited_counter().labels(scope)  # every series exists from the start, at 0
-
-    def refused(exc: RateLimitExceeded) -> Response:
-        from tlog.api.errors import error_response
-
-        scope = request_class() or READS
-        current = limiter.current_limit
-        item = current.limit if current is not None else exc.limit.limit
-        try:
-            reset_at, remaining = current.window if current is not None else (time.time() + item.get_expiry(), 0)
-        except Exception:  # noqa: BLE001 - the store is down
-            reset_at, remaining = time.time() + item.get_expiry(), 0
-        retry = _retry_after(reset_at)
-        rate_limited_counter().labels(scope).inc()
-        g.tlog_rate_limit_headers = _headers(item, remaining, reset_at)
-        resp = error_response(429, f"rate limit exceeded: {describe(item)} per client ({scope}); retry after {retry} s")
-        resp.headers["Retry-After"] = str(retry)
-        return resp
-
-    app.register_error_handler(RateLimitExceeded, refused)
+    app.before_request(limits.check_request)
 
     @app.after_request
     def _rate_limit_headers(response: Response) -> Response:
         headers = g.pop("tlog_rate_limit_headers", None)
-        if headers is None and (current := limiter.current_limit) is not None:
-            try:
-                reset_at, remaining = current.window
-            except Exception:  # noqa: BLE001 - the store is down: no headers
-                return response
-            headers = _headers(current.limit, remaining, reset_at)
         if headers:
             response.headers.update(headers)
         return response
