@@ -362,6 +362,37 @@ def test_the_shared_store_is_used_again_once_it_answers(make_app: Any, monkeypat
     assert not any("192.0.2.1" in k for k in store.storage)
 
 
+@pytest.mark.parametrize("strategy", ["fixed-window", "moving-window", "sliding-window-counter"])
+def test_the_memory_store_starts_no_threads_and_still_expires(monkeypatch: pytest.MonkeyPatch, strategy: str) -> None:
+    """One key per identity must not cost a thread per request (limits' own store starts one
+    every 10 ms under load): counting starts none, and old keys still go away."""
+    import threading
+
+    from limits import parse
+
+    from tlog.api import ratelimit
+
+    monkeypatch.setattr(ratelimit.SweepingMemoryStorage, "SWEEP_SECONDS", 0.3)
+    counters = ratelimit.Counters("memory://", strategy)
+    store = counters.primary.storage
+    assert isinstance(store, ratelimit.SweepingMemoryStorage)
+    item = parse("2/second")
+    started = []
+    real_start = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start", lambda self: (started.append(self), real_start(self))[1])
+    for i in range(300):
+        time.sleep(0.001) if i % 50 == 0 else None
+        assert counters.hit(item, "identity", f"id{i}")[0]
+    assert counters.hit(item, "identity", "id0")[0] and not counters.hit(item, "identity", "id0")[0]
+    assert started == []
+    live = lambda: len(store.storage) + sum(1 for events in store.events.values() if events)  # noqa: E731
+    assert live() >= 300
+    time.sleep(2.2)  # every window is over (sliding-window-counter keeps two), and a sweep is due
+    assert counters.hit(item, "identity", "fresh")[0]
+    assert started == []
+    assert live() <= 2, "expired keys were not swept"
+
+
 @pytest.mark.parametrize("strategy", ["moving-window", "sliding-window-counter"])
 def test_other_strategies(make_app: Any, strategy: str) -> None:
     client = make_app(read_rate_limit="2/minute", rate_limit_strategy=strategy).test_client()
