@@ -135,7 +135,7 @@ class _WriterLoop:
         while True:
             wait = None
             if self.pending:
-                wait = batch_due(time.monotonic(), last_start, last_size, self.interval)
+                wait = batch_due(time.monotonic(), last_start, last_size, len(self.pending), self.interval)
                 if wait == 0 or len(self.pending) >= self.max_batch:
                     batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch :]
                     last_start, last_size = time.monotonic(), len(batch)

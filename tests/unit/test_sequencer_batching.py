@@ -10,27 +10,35 @@ from tlog.sequencer import batch_due
 
 
 def test_a_lone_entry_never_waits() -> None:
-    assert batch_due(now=100.0, last_start=99.999, last_size=1, interval=0.5) == 0.0
-    assert batch_due(now=100.0, last_start=99.999, last_size=0, interval=0.5) == 0.0
+    assert batch_due(now=100.0, last_start=99.999, last_size=1, pending=1, interval=0.5) == 0.0
+    assert batch_due(now=100.0, last_start=99.999, last_size=0, pending=1, interval=0.5) == 0.0
 
 
-def test_under_load_the_next_batch_waits_out_the_interval() -> None:
-    assert batch_due(now=100.0, last_start=99.996, last_size=30, interval=0.010) == pytest.approx(0.006)
-    assert batch_due(now=100.0, last_start=99.98, last_size=30, interval=0.010) == 0.0
+def test_a_batch_as_large_as_the_last_starts_at_once() -> None:
+    assert batch_due(now=100.0, last_start=99.999, last_size=30, pending=30, interval=0.5) == 0.0
+    assert batch_due(now=100.0, last_start=99.999, last_size=30, pending=45, interval=0.5) == 0.0
+
+
+def test_a_smaller_batch_waits_out_the_interval_at_most() -> None:
+    assert batch_due(now=100.0, last_start=99.996, last_size=30, pending=12, interval=0.010) == pytest.approx(0.006)
+    assert batch_due(now=100.0, last_start=99.98, last_size=30, pending=12, interval=0.010) == 0.0
 
 
 def test_no_interval_never_waits() -> None:
-    assert batch_due(now=5.0, last_start=5.0, last_size=100, interval=0.0) == 0.0
+    assert batch_due(now=5.0, last_start=5.0, last_size=100, pending=1, interval=0.0) == 0.0
 
 
 @given(
     now=st.floats(0, 1e6),  # time.monotonic() values
     ago=st.floats(0, 10),
-    size=st.integers(0, 10_000),
+    last_size=st.integers(0, 10_000),
+    pending=st.integers(1, 10_000),
     interval=st.floats(0, 1),
 )
-def test_the_wait_is_bounded_by_the_interval(now: float, ago: float, size: int, interval: float) -> None:
-    wait = batch_due(now, now - ago, size, interval)
+def test_the_wait_is_bounded_by_the_interval(now: float, ago: float, last_size: int, pending: int, interval: float) -> None:
+    wait = batch_due(now, now - ago, last_size, pending, interval)
     assert 0.0 <= wait <= interval
-    if size > 1 and ago < interval:
-        assert abs((now + wait) - (now - ago + interval)) < 1e-6  # starts exactly one interval after the last
+    if pending >= last_size:
+        assert wait == 0.0
+    elif ago < interval:
+        assert abs((now + wait) - (now - ago + interval)) < 1e-6  # starts one interval after the last
