@@ -4,7 +4,8 @@
 submissions can, for benchmarks at scale and to reload exported data. It does
 not bypass anything: every batch goes through
 :func:`tlog.sequencer.integrate` (``with_proofs=False``, since nobody waits
-for an answer), which takes the same single-writer lock as the server's
+for an answer, and ``with_sets=False``: the API signs these entries' SETs
+when they are read), which takes the same single-writer lock as the server's
 sequencer, so it is safe to run next to a live ``tlog serve``. Each batch is
 one transaction and one signed checkpoint; a crash loses at most the batch in
 flight.
@@ -366,7 +367,7 @@ def load(
     stream = _reporting(batches, so_far)
     try:
         for batch in stream:
-            results = integrate(tlog, batch, with_proofs=False)
+            results = integrate(tlog, batch, with_proofs=False, with_sets=False)
             n_added = sum(1 for r in results if not isinstance(r, Conflict))
             added += n_added
             duplicates += len(results) - n_added

@@ -197,7 +197,13 @@ class TransparencyLog:
         return bytes.fromhex(u)
 
     def signed_entry_timestamp(self, entry: EntryRecord) -> bytes:
-        """Rekor v1 SET: ECDSA over RFC 8785 JSON of body, integratedTime, logID, logIndex."""
+        """Rekor v1 SET: ECDSA over RFC 8785 JSON of body, integratedTime, logID, logIndex.
+
+        The sequencer signs each entry's SET once, when it integrates it, and
+        stores it; reads call this only for entries stored without one. The
+        ``logIndex`` is global (:attr:`index_offset`), so the log must know its
+        offset (:meth:`tlog.shards.ShardedLog.open`) before it signs.
+        """
         payload = canonical_json.dumps(
             {
                 "body": base64.b64encode(entry.body).decode(),

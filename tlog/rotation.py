@@ -12,9 +12,9 @@ The steps, each safe to crash after (running ``tlog rotate`` again finishes
 an interrupted rotation):
 
 1. copy the current keys to ``<data dir>/shards/<tree ID>/`` (the frozen
-   shard still needs them for SETs on reads), and the Ed25519 key to
-   ``certificate-log-ed25519.pem`` when the CA's certificate log exists, so
-   that log keeps its checkpoint key;
+   shard still needs them to sign on reads the SETs of entries stored without
+   one), and the Ed25519 key to ``certificate-log-ed25519.pem`` when the CA's
+   certificate log exists, so that log keeps its checkpoint key;
 2. generate the new keys into ``<data dir>/next-keys/``;
 3. in one transaction under the entry log's writer lock: mark the current
    tree frozen and create the new tree with its signed empty checkpoint.

@@ -597,6 +597,13 @@ def test_certificate_log_holds_exactly_the_issued_certificates(app, client, dev)
     assert client.get(f"/certificates/tile/entries/000.p/{n + 1}").status_code == 404
     assert client.get("/checkpoint").get_data(as_text=True).split("\n")[1] == "0"
 
+    # Nothing serves certificates as Rekor LogEntries, so none was given a SET.
+    with app.extensions["tlog"].engine.connect() as conn:
+        sets = conn.execute(
+            sa.text("SELECT e.signed_entry_timestamp FROM entries e JOIN trees t ON t.id = e.tree WHERE t.purpose = 'certificates'")
+        ).scalars().all()
+    assert sets == [None] * n
+
 
 # --- 6. trust bundle and configuration --------------------------------------------------------
 

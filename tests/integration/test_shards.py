@@ -110,7 +110,8 @@ def test_rotation_freezes_the_old_shard_and_continues_the_index(settings: Settin
     assert speclient.verify_checkpoint(old_checkpoint, old_key, old_ed).origin == "test.example/log"
 
     # The old entries: same global index, body and time, proofs against the
-    # frozen checkpoint, SETs under the old key.
+    # frozen checkpoint, and the very SETs of their 201s (stored, so made
+    # under the old key), which verify under it.
     for i, (_req, acked) in enumerate(before):
         ((uuid, entry),) = acked.items()
         for got in (
@@ -120,6 +121,7 @@ def test_rotation_freezes_the_old_shard_and_continues_the_index(settings: Settin
         ):
             u, e, cp = speclient.verify_entry(got, old_key)
             assert (u, e["logIndex"], e["body"], e["integratedTime"]) == (uuid, i, entry["body"], entry["integratedTime"])
+            assert _set_of(got) == _set_of(acked)
             assert cp.text == speclient.verify_checkpoint(old_checkpoint, old_key).text
 
     # New entries continue the global index; their proofs are local to the new shard.
@@ -131,6 +133,7 @@ def test_rotation_freezes_the_old_shard_and_continues_the_index(settings: Settin
         assert u.startswith(f"{int(info['treeID']):016x}")
         again = client.get(f"/api/v1/log/entries?logIndex={5 + j}").get_json()
         speclient.verify_entry(again, new_key, index_offset=5)
+        assert _set_of(again) == _set_of(acked)  # stored by the new shard, over the global index
     assert client.get("/api/v1/log/entries?logIndex=8").status_code == 404
 
     # Batch retrieval and search span both shards, in global index order.
@@ -162,6 +165,43 @@ def test_rotation_freezes_the_old_shard_and_continues_the_index(settings: Settin
     again = client.post("/api/v1/log/entries", json=before[0][0])
     assert again.status_code == 201
     assert next(iter(again.get_json().values()))["logIndex"] == 8
+    app.extensions["tlog"].engine.dispose()
+
+
+def _set_of(log_entry: dict) -> str:  # type: ignore[type-arg]
+    return str(next(iter(log_entry.values()))["verification"]["signedEntryTimestamp"])
+
+
+def test_a_frozen_shard_signs_the_sets_it_did_not_store_with_its_own_key(settings: Settings) -> None:
+    """Bulk-loaded entries have no stored SET: on reads each shard signs theirs with its own key and global index."""
+    from tlog import bulk
+
+    app = create_app(settings)
+    client = app.test_client()
+    old_key = key_of(client)
+    submitted = submit_entries(client, 2, "stored@example.com")
+    bulk.load(app.extensions["tlog"].log, bulk.synthetic_batches(2, 2, processes=1), progress=False)
+    app.extensions["tlog"].engine.dispose()
+    assert run_cli(settings, "rotate", "--origin", "test.example/log-2").returncode == 0
+
+    app = create_app(settings.replace(origin="test.example/log-2"))
+    client = app.test_client()
+    new_key = key_of(client)
+    bulk.load(app.extensions["tlog"].log, bulk.synthetic_batches(1, 1, processes=1), progress=False)
+    (new,) = [r for _q, r in submit_entries(client, 1, "new@example.com")]
+    for i in range(4):
+        first, second = (client.get(f"/api/v1/log/entries?logIndex={i}").get_json() for _ in range(2))
+        for got in (first, second):
+            assert speclient.verify_entry(got, old_key)[1]["logIndex"] == i
+        if i < 2:
+            assert _set_of(first) == _set_of(second) == _set_of(submitted[i][1])
+        else:
+            assert _set_of(first) != _set_of(second)  # signed on each read, with the retired key
+    loaded = client.get("/api/v1/log/entries?logIndex=4").get_json()
+    assert speclient.verify_entry(loaded, new_key, index_offset=4)[1]["logIndex"] == 4
+    got = client.get("/api/v1/log/entries?logIndex=5").get_json()
+    assert speclient.verify_entry(got, new_key, index_offset=4)[1]["logIndex"] == 5
+    assert _set_of(got) == _set_of(new)
     app.extensions["tlog"].engine.dispose()
 
 

@@ -110,37 +110,46 @@ def test_an_unknown_error_class_becomes_internal() -> None:
     assert isinstance(back, errors.Internal)
 
 
-def _metric(url: str, name: str) -> float:
-    text = requests.get(url + "/metrics", timeout=10).text
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
+def test_batches_wait_for_the_last_batch_size_and_a_lone_entry_does_not(settings) -> None:  # type: ignore[no-untyped-def]
+    """Straight to the writer's socket, with a 400 ms interval: a lone entry after
+    a batch of one is integrated at once; after a batch of several, one entry
+    waits out the interval for company; concurrent entries all get in."""
+    import socket
 
+    from tlog import entries
+    from tlog.shards import ENTRIES
+    from tlog.writer import _recv, _send
 
-def test_batches_fill_under_load_and_a_lone_entry_does_not_wait(settings) -> None:  # type: ignore[no-untyped-def]
-    """With a long batch interval, 40 concurrent submissions share a few batches,
-    while sequential ones (each batch of one) are answered at once."""
-    server = LiveServer(settings, threads=8, extra_args=("--batch-interval-ms", "400")).start()
+    server = LiveServer(settings, extra_args=("--batch-interval-ms", "400")).start()
+    conns: list[socket.socket] = []
     try:
-        bodies = [speclient.hashedrekord(speclient.make_identity())[0] for _ in range(45)]
-        started = time.monotonic()
-        for req in bodies[:5]:
-            assert requests.post(server.url + "/api/v1/log/entries", json=req, timeout=30).status_code == 201
-        assert time.monotonic() - started < 2.0, "a lone submission waited for the batch interval"
-        before = _metric(server.url, "tlog_integration_batch_entries_count")
-        results: list[int] = []
-        threads = [
-            threading.Thread(target=lambda r=req: results.append(requests.post(server.url + "/api/v1/log/entries", json=r, timeout=30).status_code))
-            for req in bodies[5:]
-        ]  # fmt: skip
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert results == [201] * 40
-        batches = _metric(server.url, "tlog_integration_batch_entries_count") - before
-        assert batches <= 12, f"40 concurrent submissions took {batches:.0f} batches"
-        check_history(server.url, [], exact=False)
-        assert requests.get(server.url + "/api/v1/log", timeout=10).json()["treeSize"] == 45
+        path = _writer_socket(server)
+        for _ in range(8):
+            conns.append(socket.socket(socket.AF_UNIX))
+            conns[-1].connect(path)
+            conns[-1].settimeout(30)
+
+        def entry():  # type: ignore[no-untyped-def]
+            return entries.canonicalize(speclient.hashedrekord(speclient.make_identity())[0])
+
+        def submit(socks: list[socket.socket]) -> float:
+            frames = [entry() for _ in socks]
+            started = time.monotonic()
+            for sock, e in zip(socks, frames):
+                _send(sock, (ENTRIES, e))
+            for sock in socks:
+                status, _ = _recv(sock)
+                assert status == "ok"
+            return time.monotonic() - started
+
+        assert submit(conns[:1]) < 0.2  # the first batch of this writer: nothing to wait for
+        assert submit(conns[:1]) < 0.2  # after a batch of one
+        submit(conns)  # eight at once: after the first, they go in batches of several
+        assert submit(conns[:1]) > 0.25, "a lone entry after a batch of several did not wait for more"
+        assert requests.get(server.url + "/api/v1/log", timeout=10).json()["treeSize"] == 11
     finally:
+        for sock in conns:
+            sock.close()
         server.stop()
 
 

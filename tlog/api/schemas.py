@@ -77,6 +77,10 @@ def log_entry(tlog: TransparencyLog, inc: Inclusion) -> dict[str, Any]:
     DSSE payload>}``, so a monitor can read its statement; entries without a
     stored payload (hashedrekord, dsse logged before payloads were kept) have
     no such member.
+
+    The SET is the one stored at integration; only entries without one
+    (logged before SETs were stored, or bulk-loaded) are signed here, on every
+    read. Any valid signature over the same payload is as good as another.
     """
     entry, head = inc.entry, inc.head
     uuid = tlog.entry_uuid(entry.leaf_hash)
@@ -94,7 +98,9 @@ def log_entry(tlog: TransparencyLog, inc: Inclusion) -> dict[str, Any]:
                     "rootHash": head.root_hash.hex(),
                     "treeSize": head.size,
                 },
-                "signedEntryTimestamp": base64.b64encode(tlog.signed_entry_timestamp(entry)).decode(),
+                "signedEntryTimestamp": base64.b64encode(
+                    entry.signed_entry_timestamp or tlog.signed_entry_timestamp(entry)
+                ).decode(),
             },
         }
     }

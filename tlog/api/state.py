@@ -109,7 +109,8 @@ def _open_ca(settings: Settings, engine: Engine, keys: LogKeys, entries: Transpa
 def _sequencer(settings: Settings, tlog: TransparencyLog, purpose: str) -> Sequencer | RemoteSequencer:
     """This process's own sequencer, or the server's writer process (``tlog serve``, see tlog.writer)."""
     if settings.writer_socket is None:
-        return Sequencer(tlog, batch_interval=settings.batch_interval)
+        # Only the entry log serves SETs; the certificate log's would never be read.
+        return Sequencer(tlog, batch_interval=settings.batch_interval, with_sets=purpose == ENTRIES)
     return RemoteSequencer(settings.writer_socket, purpose)
 
 

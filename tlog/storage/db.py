@@ -250,16 +250,32 @@ def _alembic_config(conn: Connection) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest revision (idempotent, safe to race).
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to the newest revision, or to ``revision`` (idempotent, safe to race).
 
     On PostgreSQL an advisory lock keeps two frontends from migrating at once.
     """
+    with _migrating(engine) as cfg:
+        command.upgrade(cfg, revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the schema back to ``revision``, e.g. to roll back a deployment.
+
+    Only revisions that lose no history can be undone (0005: the stored SETs,
+    which the log signs again on reads); the others refuse.
+    """
+    with _migrating(engine) as cfg:
+        command.downgrade(cfg, revision)
+
+
+@contextlib.contextmanager
+def _migrating(engine: Engine) -> Iterator[Config]:
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(sa.text("SET LOCAL statement_timeout = 0"))  # a migration may take its time
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:ns, -1)"), {"ns": _PG_LOCK_NAMESPACE})
-        command.upgrade(_alembic_config(conn), "head")
+        yield _alembic_config(conn)
 
 
 def schema_is_current(engine: Engine) -> bool:

@@ -69,11 +69,14 @@ class AttestationRecord:
 class EntryRecord:
     """An integrated entry as stored.
 
-    ``attestation`` is the entry's DSSE payload, read together with the entry
-    by the point reads the Rekor API serves (:func:`get_entry`,
-    :func:`get_entry_by_leaf_hash` and the readers); it is None for entries
-    without one, and always None from :func:`get_entries_range`, whose callers
-    (tiles, the explorer) need only bodies.
+    ``attestation`` (the entry's DSSE payload) and ``signed_entry_timestamp``
+    (its stored Rekor SET, DER) are read together with the entry by the point
+    reads the Rekor API serves (:func:`get_entry`,
+    :func:`get_entry_by_leaf_hash` and the readers). Either is None where the
+    entry has none: no payload (hashedrekord), no stored SET (logged before
+    revision 0005, or bulk-loaded). Both are always None from
+    :func:`get_entries_range`, whose callers (tiles, the explorer) need only
+    bodies.
     """
 
     log_index: int
@@ -81,6 +84,7 @@ class EntryRecord:
     body: bytes
     integrated_time: int
     attestation: AttestationRecord | None = None
+    signed_entry_timestamp: bytes | None = None
 
 
 # --- trees -----------------------------------------------------------------------------
@@ -275,9 +279,11 @@ def insert_node_levels(conn: Connection, tree: int, levels: Sequence[tuple[int, 
 # --- entries ---------------------------------------------------------------------------
 
 _entry_cols = (_entries.c.log_index, _entries.c.leaf_hash, _entries.c.body, _entries.c.integrated_time)
-# Point reads take the attestation in the same statement (an outer join on its
-# primary key): one round trip per entry read, whatever its kind.
-_entry_with_attestation = sa.select(*_entry_cols, _attestations.c.payload_type, _attestations.c.data).select_from(
+# Point reads take the stored SET and the attestation in the same statement
+# (an outer join on its primary key): one round trip per entry read, whatever its kind.
+_entry_with_attestation = sa.select(
+    *_entry_cols, _entries.c.signed_entry_timestamp, _attestations.c.payload_type, _attestations.c.data
+).select_from(
     _entries.outerjoin(
         _attestations,
         sa.and_(_attestations.c.tree == _entries.c.tree, _attestations.c.log_index == _entries.c.log_index),
@@ -295,10 +301,11 @@ _ENTRIES = _entry_with_attestation.where(
 
 
 def _joined_record(row: Sequence[Any]) -> EntryRecord:
-    """An :class:`EntryRecord` from a row of the entry columns, then payload_type and data (NULL when absent)."""
-    log_index, leaf_hash, body, integrated_time, payload_type, data = row
+    """An :class:`EntryRecord` from a row of the entry columns, the stored SET, then
+    payload_type and data (NULL when absent)."""
+    log_index, leaf_hash, body, integrated_time, set_, payload_type, data = row
     attestation = None if data is None else AttestationRecord(payload_type, bytes(data))
-    return EntryRecord(log_index, leaf_hash, body, integrated_time, attestation)
+    return EntryRecord(log_index, leaf_hash, body, integrated_time, attestation, None if set_ is None else bytes(set_))
 
 
 def get_entry(conn: Connection, tree: int, log_index: int) -> EntryRecord | None:
@@ -338,7 +345,10 @@ def find_leaf_hashes(conn: Connection, tree: int, leaf_hashes: Sequence[bytes]) 
     return found
 
 
-_SQLITE_INSERT_ENTRIES = "INSERT INTO entries (tree, log_index, leaf_hash, body, integrated_time) VALUES (?, ?, ?, ?, ?)"
+_SQLITE_INSERT_ENTRIES = (
+    "INSERT INTO entries (tree, log_index, leaf_hash, body, integrated_time, signed_entry_timestamp) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
 
 
 def insert_entries(conn: Connection, tree: int, entries: Sequence[EntryRecord]) -> None:
@@ -348,7 +358,8 @@ def insert_entries(conn: Connection, tree: int, entries: Sequence[EntryRecord]) 
         # The driver's executemany over plain tuples: SQLAlchemy's per-row
         # parameter processing costs more than SQLite's insert itself.
         conn.exec_driver_sql(
-            _SQLITE_INSERT_ENTRIES, [(tree, e.log_index, e.leaf_hash, e.body, e.integrated_time) for e in entries]
+            _SQLITE_INSERT_ENTRIES,
+            [(tree, e.log_index, e.leaf_hash, e.body, e.integrated_time, e.signed_entry_timestamp) for e in entries],
         )
     else:
         conn.execute(
@@ -360,6 +371,7 @@ def insert_entries(conn: Connection, tree: int, entries: Sequence[EntryRecord]) 
                     "leaf_hash": e.leaf_hash,
                     "body": e.body,
                     "integrated_time": e.integrated_time,
+                    "signed_entry_timestamp": e.signed_entry_timestamp,
                 }
                 for e in entries
             ],
@@ -480,9 +492,10 @@ class CoreReader:
 
 
 _SQLITE_LATEST_HEAD = "SELECT size, root_hash, timestamp, checkpoint FROM tree_heads WHERE tree = ? ORDER BY size DESC LIMIT 1"
-# The same columns and outer join as _ENTRY: an entry and its attestation in one statement.
+# The same columns and outer join as _ENTRY: an entry, its SET and its attestation in one statement.
 _SQLITE_ENTRIES = (
-    "SELECT e.log_index, e.leaf_hash, e.body, e.integrated_time, a.payload_type, a.data FROM entries AS e "
+    "SELECT e.log_index, e.leaf_hash, e.body, e.integrated_time, e.signed_entry_timestamp, a.payload_type, a.data "
+    "FROM entries AS e "
     "LEFT JOIN attestations AS a ON a.tree = e.tree AND a.log_index = e.log_index WHERE e.tree = ? AND "
 )
 _SQLITE_ENTRY = _SQLITE_ENTRIES + "e.log_index = ?"
