@@ -72,7 +72,7 @@ def main() -> None:
 @click.option("--port", default=3000, show_default=True, type=click.IntRange(0, 65535), envvar="TLOG_PORT")
 @_data_dir
 @_database_url
-@click.option("--workers", type=click.IntRange(1, 256), default=None, help="Worker processes. Default: one per core, at least 2.")
+@click.option("--workers", type=click.IntRange(1, 256), default=None, help="Worker processes. Default: two per core.")
 @click.option("--threads", type=click.IntRange(1, 1024), default=16, show_default=True, help="Threads per worker.")
 @click.option("--origin", envvar="TLOG_ORIGIN", help="Checkpoint origin when the log is created. Default: '<hostname>/tlog'.")
 @click.option("--ecdsa-key", type=click.Path(dir_okay=False, path_type=Path), help="PEM ECDSA P-256 log key (default: generated in the data dir).")

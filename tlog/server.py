@@ -22,8 +22,11 @@ log = logging.getLogger(__name__)
 
 
 def default_workers() -> int:
-    """One process per core (at least two): signature checks are CPU-bound under the GIL."""
-    return max(2, os.cpu_count() or 1)
+    """Two processes per core: signature checks are CPU-bound under each process's
+    GIL, and with the writer in its own process a request thread mostly waits
+    for its batch. Measured on 2 cores at 64 clients: 1,256 submissions/s with
+    2 workers, 1,499 with 4, 1,442 with 6 (16 threads each)."""
+    return 2 * (os.cpu_count() or 1)
 
 
 class GunicornApp(BaseApplication):  # type: ignore[misc]
