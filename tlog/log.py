@@ -353,7 +353,7 @@ class TransparencyLog:
 
     def _head(self, conn: object) -> TreeHeadRecord:
         """The latest head, on a Core connection or a :data:`store.Reader`."""
-        if isinstance(conn, (store.CoreReader, store.SQLiteReader)):
+        if isinstance(conn, store.DriverReader):
             head = conn.latest_head(self.tree)
         else:
             head = store.latest_head(conn, self.tree)  # type: ignore[arg-type]
