@@ -613,7 +613,7 @@ class Bench:
             best = 0.0
             for c in [0, *a.concurrency]:  # 0: warm every worker, pool and cache; not a row
                 # Enough pre-signed bodies for this point at up to 3x the best rate yet.
-                count = int(max(best * 3, 1000) * a.duration) + 200
+                count = int(max(best * 3, 2500) * a.duration) + 200
                 bodies = self.pool.get(used, count)
                 reqs = [http_request("POST", "/api/v1/log/entries", srv.port, b) for b in bodies]
                 if c == 0:
