@@ -24,6 +24,10 @@ sustains >40k req/s per process, ten times what gunicorn does here. On a
 small machine the client steals CPU from the server whatever it is written
 in, so each row shows the CPU used by the server, its PostgreSQL backends,
 the client and everything else (other jobs make figures noisy), in % of a core.
+
+The results go to a JSON file and, with matplotlib, to a PNG of the same stem
+(``--png``): the rates against the ceiling, and their share of it against the
+goals. ``--plot-only JSON`` redraws a saved results file without measuring.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import multiprocessing as mp
 import os
 import platform
 import random
+import re
 import secrets
 import signal
 import socket
@@ -702,6 +707,135 @@ class Bench:
         self.ok &= good == total
 
 
+# --- plot ------------------------------------------------------------------------------
+
+TEST_NAMES = {"submit": "submissions", "inclusion": "inclusion", "consistency": "consistency", "signingCert": "certificates"}
+BACKEND_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+# The goals: a share of the framework ceiling at the same concurrency, and for certificates an absolute rate.
+GOALS_VS_CEILING = {("submit", "sqlite"): 0.5, ("submit", "postgres"): 0.3} | {
+    (t, b): 0.7 for t in ("inclusion", "consistency") for b in BACKEND_NAMES}  # fmt: skip
+GOALS_RATE = {("signingCert", b): 1000 for b in BACKEND_NAMES}
+
+
+def results_date(results: dict, path: Path) -> str:
+    """When a results file was measured: its "date", the timestamp in its name, or when it was written."""
+    if results.get("date"):
+        return str(results["date"])[:10]
+    if m := re.search(r"(\d{4})(\d{2})(\d{2})-\d{6}", path.name):
+        return "-".join(m.groups())
+    return time.strftime("%Y-%m-%d", time.localtime(path.stat().st_mtime))
+
+
+def write_plot(results: dict, json_path: Path, png: Path | None) -> bool:
+    """Plot ``results`` (saved as ``json_path``) to ``png``, by default next to the JSON with the same stem."""
+    png = png or json_path.with_suffix(".png")
+    if done := plot_results(results, png, results_date(results, json_path)):
+        print(f"plot written to {png}")
+    return done
+
+
+def plot_results(results: dict, png: Path, date: str = "") -> bool:
+    """Draw a results file as ``png``: each test's rate against the Flask ceiling, and its share of it against the goals.
+
+    One group of bars per test and backend, one bar per concurrency; the
+    ceiling at that concurrency is the grey outline around each bar. Returns
+    False (with a note) when matplotlib is missing or there is nothing to draw.
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"note: matplotlib is not installed, so no plot ({png})")
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import StrMethodFormatter
+
+    rows = results["results"]
+    ceiling = {r["concurrency"]: r["rate"] for r in rows if r["test"] == "ceiling"}
+    measured = {(r["test"], r["backend"], r["concurrency"]): r for r in rows if r["test"] != "ceiling"}
+    rank = {k: i for i, k in enumerate([*TEST_NAMES, *BACKEND_NAMES])}
+    groups = sorted({k[:2] for k in measured}, key=lambda g: (rank.get(g[0], 99), g[0], rank.get(g[1], 99), g[1]))
+    if not groups:
+        print(f"note: no measurements to plot ({png})")
+        return False
+    concs = sorted({c for *_, c in measured})
+    palette = plt.get_cmap("viridis")
+    color = {c: palette(0.15 + 0.65 * i / max(1, len(concs) - 1)) for i, c in enumerate(concs)}
+    width = 0.8 / max(len([c for c in concs if (*g, c) in measured]) for g in groups)
+    goal_color, ceiling_color = "#c0392b", "#888888"
+
+    labels = []  # (axes, x, bar height, text, concurrency): placed once the layout is known
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 8.4), sharex=True, gridspec_kw={"height_ratios": [1.25, 1]})
+    for gi, g in enumerate(groups):
+        here = [c for c in concs if (*g, c) in measured]
+        for k, c in enumerate(here):
+            x, r = gi + (k - (len(here) - 1) / 2) * width, measured[(*g, c)]
+            if c in ceiling:  # the same concurrency's ceiling, as an outline the bar fills part of
+                top.bar(x, ceiling[c], width * 0.92, fill=False, edgecolor=ceiling_color, linewidth=0.8, zorder=1)
+            top.bar(x, r["rate"], width * 0.92, color=color[c], zorder=2)
+            labels.append((top, x, r["rate"], f"{r['rate']:,.0f}", c))
+            share = r.get("vs_ceiling", r["rate"] / ceiling[c] if c in ceiling else None)
+            if share is not None:
+                bottom.bar(x, share, width * 0.92, color=color[c], zorder=2)
+                labels.append((bottom, x, share, f"{share:.2f}", c))
+
+    def goal_segments(ax, goals: dict, fmt: str) -> None:  # type: ignore[no-untyped-def]
+        """A dashed line over each run of adjacent groups that share a goal, labelled once at its left end."""
+        gi = 0
+        while gi < len(groups):
+            goal, end = goals.get(groups[gi]), gi
+            while goal is not None and end + 1 < len(groups) and goals.get(groups[end + 1]) == goal:
+                end += 1
+            if goal is not None:
+                ax.hlines(goal, gi - 0.47, end + 0.47, colors=goal_color, linestyles="--", linewidth=1.4, zorder=3)
+                ax.annotate(fmt.format(goal), (gi - 0.45, goal), xytext=(0, 3), textcoords="offset points", color=goal_color,
+                            fontsize=8, va="bottom", zorder=5, bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.5})  # fmt: skip
+            gi = end + 1
+
+    goal_segments(top, GOALS_RATE, "goal {:,} certs/s")
+    goal_segments(bottom, GOALS_VS_CEILING, "goal {:.1f}")
+    highest = max([*ceiling.values(), *(r["rate"] for r in measured.values()), *GOALS_RATE.values()])
+    top.set_ylim(0, highest * 1.1)
+    bottom.set_ylim(0, max([1.0, *(r.get("vs_ceiling", 0) for r in measured.values())]) * 1.08)
+    top.set_ylabel("requests/s")
+    bottom.set_ylabel("rate ÷ Flask ceiling")
+    top.set_title("throughput, against the Flask ceiling at the same concurrency (grey outline)", fontsize=10)
+    bottom.set_title("share of the ceiling, against the goals", fontsize=10)
+    bottom.set_xticks(range(len(groups)))
+    bottom.set_xticklabels([f"{BACKEND_NAMES.get(b, b)}\n{TEST_NAMES.get(t, t)}" for t, b in groups], fontsize=8.5)
+    bottom.set_xlim(-0.55, len(groups) - 0.45)
+    for ax in (top, bottom):
+        ax.grid(axis="y", alpha=0.3, zorder=0)
+        ax.spines[["top", "right"]].set_visible(False)
+        for gi in range(1, len(groups)):  # a rule between kinds of test
+            if groups[gi][0] != groups[gi - 1][0]:
+                ax.axvline(gi - 0.5, color="#dddddd", linewidth=0.8, zorder=0)
+    top.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+
+    handles = [Patch(color=color[c], label=f"{c} client{'s' * (c != 1)}") for c in concs]
+    ceil = " / ".join(f"{ceiling[c]:,.0f}" for c in sorted(ceiling))
+    handles.append(Patch(fill=False, edgecolor=ceiling_color, label=f"Flask ceiling ({ceil} req/s)"))
+    handles.append(Line2D([], [], color=goal_color, linestyle="--", label="goal"))
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8.5, frameon=False, bbox_to_anchor=(0.5, 0.96))
+    m, args = results.get("machine", {}), results.get("args", {})
+    what = [f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores", f"{results.get('workers', '?')} workers × {results.get('threads', '?')} threads"]
+    what += [f"{args['duration']:g} s per point"] if args.get("duration") else []
+    fig.suptitle("tlog serve over HTTP: " + ", ".join(what + ([date] if date else [])), fontsize=10.5, y=0.99)
+    fig.tight_layout(rect=(0, 0, 1, 0.945))
+    for ax, x, h, text, c in labels:  # vertical, inside the bar's top where it fits, else above it
+        per_px = ax.get_ylim()[1] / ax.get_window_extent().height
+        inside = h / per_px > (len(text) * 0.62 * 7.5 + 8) / 72 * fig.dpi
+        dark = sum(color[c][:3]) < 1.6
+        ax.text(x, h - 3 * per_px if inside else h + 3 * per_px, text, ha="center", va="top" if inside else "bottom",
+                rotation=90, fontsize=7.5, color="white" if inside and dark else "black", zorder=4)  # fmt: skip
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return True
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--duration", type=float, help="seconds per measurement (default 10, or 2 with --quick)")
@@ -716,7 +850,11 @@ def main() -> int:
     p.add_argument("--sample", type=int, default=200, help="responses verified per measurement (default 200)")
     p.add_argument("--profile", action="store_true", help="py-spy each point into bench-results/ (slows the server)")
     p.add_argument("--out", type=Path, help="JSON results (default bench-results/bench-<timestamp>.json)")
+    p.add_argument("--png", type=Path, help="the plot of the results (default: the JSON's path with .png; needs matplotlib)")
+    p.add_argument("--plot-only", type=Path, metavar="JSON", help="only draw the plot of this saved results file, and exit")
     a = p.parse_args()
+    if a.plot_only:
+        return 0 if write_plot(json.loads(a.plot_only.read_text()), a.plot_only, a.png) else 1
     a.duration = a.duration or (2.0 if a.quick else 10.0)
     a.warmup = min(1.0, a.duration / 4)
     a.concurrency = [int(c) for c in a.concurrency.split(",")]
@@ -724,6 +862,7 @@ def main() -> int:
     a.tests = sorted(set(a.tests.split(",")))
     if not a.tests or set(a.tests) - {"log", "ca"}:
         p.error("--tests takes log, ca or log,ca")
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     a.out = a.out or ROOT / "bench-results" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     a.out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -765,12 +904,14 @@ def main() -> int:
             if rows := [r for r in bench.rows if (r["backend"], r["test"]) == (backend, test)]:
                 parts.append(f"{unit} " + ", ".join(f"{r['rate']:.0f} at c={r['concurrency']}" for r in rows))
         print(f"  {backend}: " + "; ".join(parts))
-    a.out.write_text(json.dumps({
-        "machine": machine, "workers": workers, "threads": threads,
+    results = {
+        "date": started, "machine": machine, "workers": workers, "threads": threads,
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
         "results": bench.rows, "verification": bench.verification, "ok": bench.ok,
-    }, indent=2) + "\n")  # fmt: skip
+    }  # fmt: skip
+    a.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nresults written to {a.out}")
+    write_plot(results, a.out, a.png)
     if not bench.ok:
         print("FAILED: errors or unverified responses (see above)")
     return 0 if bench.ok else 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import time
@@ -27,4 +28,8 @@ def test_bench_quick_sqlite(tmp_path: Path) -> None:
     assert "entries/s" in proc.stdout, proc.stdout
     assert "verified" in proc.stdout and "FAILED" not in proc.stdout, proc.stdout
     assert out.exists()
+    png = out.with_suffix(".png")
+    if importlib.util.find_spec("matplotlib") is not None:  # the `bench` extra draws the results
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", proc.stdout
+        assert f"plot written to {png}" in proc.stdout, proc.stdout
     assert elapsed < 60, f"the smoke benchmark took {elapsed:.0f} s"
