@@ -236,10 +236,12 @@ class TransparencyLog:
 
     def entry_by_index(self, log_index: int) -> Inclusion:
         with store.reading(self.engine) as r:
-            head = self._head(r)
+            # Head and entry in one statement: on PostgreSQL each is a round trip.
+            head, entry = r.head_and_entry(self.tree, log_index) if 0 <= log_index < 1 << 63 else (self._head(r), None)
+            if head is None:
+                raise NotFound("the log has no signed tree head")
             if not 0 <= log_index < head.size:
                 raise NotFound(f"no entry at logIndex {log_index}: the tree has {head.size} entries")
-            entry = r.entry(self.tree, log_index)
             if entry is None:
                 raise NotFound(f"no entry at logIndex {log_index}")
             return Inclusion(entry, head, self._inclusion(r, log_index, head.size))

@@ -455,6 +455,14 @@ def _chunks(items: Sequence[object]) -> Iterable[list]:  # type: ignore[type-arg
 # 503). Both databases run the same statements; only the placeholder and the
 # way a list is passed differ.
 
+# The latest head and one entry it includes (NULLs if none), in one statement and so one snapshot.
+_SELECT_HEAD_AND_ENTRY = (
+    "WITH h AS (SELECT size, root_hash, timestamp, checkpoint FROM tree_heads WHERE tree = ? ORDER BY size DESC LIMIT 1) "
+    "SELECT h.size, h.root_hash, h.timestamp, h.checkpoint, "
+    "e.log_index, e.leaf_hash, e.body, e.integrated_time, e.signed_entry_timestamp, a.payload_type, a.data "
+    "FROM h LEFT JOIN entries AS e ON e.tree = ? AND e.log_index = ? AND e.log_index < h.size "
+    "LEFT JOIN attestations AS a ON a.tree = e.tree AND a.log_index = e.log_index"
+)
 _SELECT_ENTRY = (
     # The same columns and outer join as _ENTRY: an entry, its SET and its attestation in one statement.
     "SELECT e.log_index, e.leaf_hash, e.body, e.integrated_time, e.signed_entry_timestamp, a.payload_type, a.data "
@@ -468,6 +476,7 @@ class _DriverSQL:
     """One database's spelling of the hot-path statements (readers and the write path's lookups)."""
 
     latest_head: str
+    head_and_entry: str
     entry: str
     entry_by_leaf: str
     level_range: str
@@ -488,6 +497,7 @@ class _DriverSQL:
             in_list = lambda n: (" = ANY(%s)", lambda chunk: (list(chunk),))
         return cls(
             latest_head=spell("SELECT size, root_hash, timestamp, checkpoint FROM tree_heads WHERE tree = ? ORDER BY size DESC LIMIT 1"),
+            head_and_entry=spell(_SELECT_HEAD_AND_ENTRY),
             entry=spell(_SELECT_ENTRY + "e.log_index = ?"),
             entry_by_leaf=spell(_SELECT_ENTRY + "e.leaf_hash = ?"),
             level_range=spell("SELECT hash FROM nodes WHERE tree = ? AND key >= ? AND key < ? ORDER BY key"),
@@ -532,6 +542,13 @@ class DriverReader:
     def entry(self, tree: int, log_index: int) -> EntryRecord | None:
         row = self._execute(self._sql.entry, (tree, log_index)).fetchone()
         return _joined_record(row) if row else None
+
+    def head_and_entry(self, tree: int, log_index: int) -> tuple[TreeHeadRecord | None, EntryRecord | None]:
+        """The latest head and the entry at ``log_index`` if that head includes it: one round trip, one snapshot."""
+        row = self._execute(self._sql.head_and_entry, (tree, tree, log_index)).fetchone()
+        if row is None:
+            return None, None
+        return TreeHeadRecord(*row[:4]), (_joined_record(row[4:]) if row[4] is not None else None)
 
     def entries(self, tree: int, log_indexes: Sequence[int]) -> dict[int, EntryRecord]:
         found: dict[int, EntryRecord] = {}
