@@ -678,7 +678,7 @@ class Bench:
             used = acked = 0
             best = 0.0
             for c in [0, *a.concurrency]:  # 0: warm every worker; not a row
-                count = int(max(best * 3, 500) * (a.warmup if c == 0 else a.duration)) + 200
+                count = int(max(best * 3, 1500) * (a.warmup if c == 0 else a.duration)) + 200
                 t = time.monotonic()
                 reqs = pool.get(srv.port, used, count)
                 if time.monotonic() - t > 1:
