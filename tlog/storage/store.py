@@ -455,13 +455,18 @@ def _chunks(items: Sequence[object]) -> Iterable[list]:  # type: ignore[type-arg
 # 503). Both databases run the same statements; only the placeholder and the
 # way a list is passed differ.
 
+_LATEST_HEAD_CTE = "WITH h AS (SELECT size, root_hash, timestamp, checkpoint FROM tree_heads WHERE tree = ? ORDER BY size DESC LIMIT 1) "
 # The latest head and one entry it includes (NULLs if none), in one statement and so one snapshot.
 _SELECT_HEAD_AND_ENTRY = (
-    "WITH h AS (SELECT size, root_hash, timestamp, checkpoint FROM tree_heads WHERE tree = ? ORDER BY size DESC LIMIT 1) "
-    "SELECT h.size, h.root_hash, h.timestamp, h.checkpoint, "
+    _LATEST_HEAD_CTE + "SELECT h.size, h.root_hash, h.timestamp, h.checkpoint, "
     "e.log_index, e.leaf_hash, e.body, e.integrated_time, e.signed_entry_timestamp, a.payload_type, a.data "
     "FROM h LEFT JOIN entries AS e ON e.tree = ? AND e.log_index = ? AND e.log_index < h.size "
     "LEFT JOIN attestations AS a ON a.tree = e.tree AND a.log_index = e.log_index"
+)
+# The latest head (the row whose size is set) and some nodes (the rows with a key), in one statement.
+_SELECT_HEAD_AND_NODES = (
+    _LATEST_HEAD_CTE + "SELECT size, root_hash, timestamp, checkpoint, NULL, NULL FROM h "
+    "UNION ALL SELECT NULL, NULL, NULL, NULL, key, hash FROM nodes WHERE tree = ? AND key"
 )
 _SELECT_ENTRY = (
     # The same columns and outer join as _ENTRY: an entry, its SET and its attestation in one statement.
@@ -477,6 +482,7 @@ class _DriverSQL:
 
     latest_head: str
     head_and_entry: str
+    head_and_nodes_in: str
     entry: str
     entry_by_leaf: str
     level_range: str
@@ -498,6 +504,7 @@ class _DriverSQL:
         return cls(
             latest_head=spell("SELECT size, root_hash, timestamp, checkpoint FROM tree_heads WHERE tree = ? ORDER BY size DESC LIMIT 1"),
             head_and_entry=spell(_SELECT_HEAD_AND_ENTRY),
+            head_and_nodes_in=spell(_SELECT_HEAD_AND_NODES),
             entry=spell(_SELECT_ENTRY + "e.log_index = ?"),
             entry_by_leaf=spell(_SELECT_ENTRY + "e.leaf_hash = ?"),
             level_range=spell("SELECT hash FROM nodes WHERE tree = ? AND key >= ? AND key < ? ORDER BY key"),
@@ -561,6 +568,22 @@ class DriverReader:
     def entry_by_leaf_hash(self, tree: int, leaf_hash: bytes) -> EntryRecord | None:
         row = self._execute(self._sql.entry_by_leaf, (tree, leaf_hash)).fetchone()
         return _joined_record(row) if row else None
+
+    def head_and_nodes(self, tree: int, keys: Sequence[int]) -> tuple[TreeHeadRecord | None, dict[int, bytes]]:
+        """The latest head and the stored hashes of these node keys: one round trip, one snapshot."""
+        unique = sorted(set(keys))
+        if not unique or len(unique) > _IN_CHUNK:
+            return self.latest_head(tree), self.node_hashes(tree, unique)
+        in_sql, params = self._sql.in_list(len(unique))
+        head, found = None, {}
+        for size, root, timestamp, checkpoint, key, hash_ in self._execute(
+            self._sql.head_and_nodes_in + in_sql, (tree, tree, *params(unique))
+        ):
+            if size is not None:
+                head = TreeHeadRecord(size, bytes(root), timestamp, checkpoint)
+            else:
+                found[key] = bytes(hash_)
+        return head, found
 
     def node_hashes(self, tree: int, keys: Sequence[int]) -> dict[int, bytes]:
         """The stored hashes of these node keys (missing ones are simply absent)."""
