@@ -218,8 +218,8 @@ class Sequencer:
 
     ``max_pending`` bounds the pool: past it, submissions are refused with 503
     and ``Retry-After`` rather than queued without limit. ``with_sets`` is
-    :func:`integrate`'s. The writer process
-    (:mod:`tlog.writer`) has its own loop and calls :meth:`integrate_batch`.
+    :func:`integrate`'s. The writer process (:mod:`tlog.writer`) has its own
+    loop and calls :meth:`integrate_batch`.
     """
 
     def __init__(

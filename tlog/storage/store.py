@@ -212,10 +212,7 @@ def get_node_hashes(
         return []
     keys = [node_key(n.level, n.index) for n in ids]
     found: dict[int, bytes] = dict(known) if known else {}
-    sql = _driver_sql(conn)
-    for chunk in _chunks(sorted(set(keys) - found.keys())):
-        in_sql, params = sql.in_list(len(chunk))
-        found.update((k, bytes(h)) for k, h in conn.exec_driver_sql(sql.nodes_in + in_sql, (tree, *params(chunk))))
+    found.update(DriverReader(conn.exec_driver_sql, _driver_sql(conn)).node_hashes(tree, list(set(keys) - found.keys())))
     try:
         return [found[k] for k in keys]
     except KeyError as exc:
@@ -342,8 +339,7 @@ def find_leaf_hashes(conn: Connection, tree: int, leaf_hashes: Sequence[bytes]) 
     found: dict[bytes, int] = {}
     sql = _driver_sql(conn)
     for chunk in _chunks(list(set(leaf_hashes))):
-        in_sql, params = sql.in_list(len(chunk))
-        found.update((bytes(h), i) for h, i in conn.exec_driver_sql(sql.leaves_in + in_sql, (tree, *params(chunk))))
+        found.update((bytes(h), i) for h, i in conn.exec_driver_sql(*sql.matching(sql.leaves_in, tree, items=chunk)))
     return found
 
 
@@ -455,7 +451,8 @@ def _chunks(items: Sequence[object]) -> Iterable[list]:  # type: ignore[type-arg
 # 503). Both databases run the same statements; only the placeholder and the
 # way a list is passed differ.
 
-_LATEST_HEAD_CTE = "WITH h AS (SELECT size, root_hash, timestamp, checkpoint FROM tree_heads WHERE tree = ? ORDER BY size DESC LIMIT 1) "
+_SELECT_LATEST_HEAD = "SELECT size, root_hash, timestamp, checkpoint FROM tree_heads WHERE tree = ? ORDER BY size DESC LIMIT 1"
+_LATEST_HEAD_CTE = f"WITH h AS ({_SELECT_LATEST_HEAD}) "
 # The latest head and one entry it includes (NULLs if none), in one statement and so one snapshot.
 _SELECT_HEAD_AND_ENTRY = (
     _LATEST_HEAD_CTE + "SELECT h.size, h.root_hash, h.timestamp, h.checkpoint, "
@@ -490,19 +487,22 @@ class _DriverSQL:
     entries_in: str  # ends with the column to match against a list
     nodes_in: str
     leaves_in: str
-    #: SQL for "<column> IN <list of n>" and the parameters carrying the list.
-    in_list: Any
+    #: psycopg takes a list as one array parameter, so every list length shares
+    #: one prepared statement; sqlite3 takes ``IN (?, ...)``.
+    array_lists: bool
+
+    def matching(self, select: str, *params: object, items: Sequence[object]) -> tuple[str, tuple[object, ...]]:
+        """``select`` (ending in a column) restricted to the column's values in ``items``, with its parameters."""
+        if self.array_lists:
+            return select + " = ANY(%s)", (*params, list(items))
+        return f"{select} IN ({','.join('?' * len(items))})", (*params, *items)
 
     @classmethod
     def for_dialect(cls, name: str) -> _DriverSQL:
-        if name == "sqlite":
-            spell = str
-            in_list = lambda n: (f" IN ({','.join('?' * n)})", lambda chunk: tuple(chunk))
-        else:  # psycopg: a list is one array parameter, so every list length shares one prepared statement
-            spell = lambda sql: sql.replace("?", "%s")
-            in_list = lambda n: (" = ANY(%s)", lambda chunk: (list(chunk),))
+        sqlite = name == "sqlite"
+        spell = str if sqlite else (lambda sql: sql.replace("?", "%s"))
         return cls(
-            latest_head=spell("SELECT size, root_hash, timestamp, checkpoint FROM tree_heads WHERE tree = ? ORDER BY size DESC LIMIT 1"),
+            latest_head=spell(_SELECT_LATEST_HEAD),
             head_and_entry=spell(_SELECT_HEAD_AND_ENTRY),
             head_and_nodes_in=spell(_SELECT_HEAD_AND_NODES),
             entry=spell(_SELECT_ENTRY + "e.log_index = ?"),
@@ -512,7 +512,7 @@ class _DriverSQL:
             entries_in=spell(_SELECT_ENTRY + "e.log_index"),
             nodes_in=spell("SELECT key, hash FROM nodes WHERE tree = ? AND key"),
             leaves_in=spell("SELECT leaf_hash, log_index FROM entries WHERE tree = ? AND leaf_hash"),
-            in_list=in_list,
+            array_lists=not sqlite,
         )
 
 
@@ -560,8 +560,7 @@ class DriverReader:
     def entries(self, tree: int, log_indexes: Sequence[int]) -> dict[int, EntryRecord]:
         found: dict[int, EntryRecord] = {}
         for chunk in _chunks(sorted(set(log_indexes))):
-            in_sql, params = self._sql.in_list(len(chunk))
-            for row in self._execute(self._sql.entries_in + in_sql, (tree, *params(chunk))):
+            for row in self._execute(*self._sql.matching(self._sql.entries_in, tree, items=chunk)):
                 found[row[0]] = _joined_record(row)
         return found
 
@@ -574,10 +573,9 @@ class DriverReader:
         unique = sorted(set(keys))
         if not unique or len(unique) > _IN_CHUNK:
             return self.latest_head(tree), self.node_hashes(tree, unique)
-        in_sql, params = self._sql.in_list(len(unique))
         head, found = None, {}
         for size, root, timestamp, checkpoint, key, hash_ in self._execute(
-            self._sql.head_and_nodes_in + in_sql, (tree, tree, *params(unique))
+            *self._sql.matching(self._sql.head_and_nodes_in, tree, tree, items=unique)
         ):
             if size is not None:
                 head = TreeHeadRecord(size, bytes(root), timestamp, checkpoint)
@@ -588,11 +586,8 @@ class DriverReader:
     def node_hashes(self, tree: int, keys: Sequence[int]) -> dict[int, bytes]:
         """The stored hashes of these node keys (missing ones are simply absent)."""
         found: dict[int, bytes] = {}
-        unique = keys if len(keys) < 2 else sorted(set(keys))
-        for i in range(0, len(unique), _IN_CHUNK):
-            chunk = unique[i : i + _IN_CHUNK]
-            in_sql, params = self._sql.in_list(len(chunk))
-            found.update((k, bytes(h)) for k, h in self._execute(self._sql.nodes_in + in_sql, (tree, *params(chunk))))
+        for chunk in _chunks(sorted(set(keys))):
+            found.update((k, bytes(h)) for k, h in self._execute(*self._sql.matching(self._sql.nodes_in, tree, items=chunk)))
         return found
 
 
