@@ -654,13 +654,7 @@ class Bench:
                     for i, body in self.measure(srv, backend, test, reqs, c)["samples"]:
                         v.check(f"{test} proofs", check, args[i], body)
 
-        self.verification.setdefault(backend, {}).update({k: {"verified": t[0], "checked": t[1]} for k, t in v.tally.items()})
-        good, total = sum(t[0] for t in v.tally.values()), sum(t[1] for t in v.tally.values())
-        detail = ", ".join(f"{t[0]}/{t[1]} {k}" for k, t in v.tally.items())
-        print(f"  {backend}: verified {good}/{total} ({detail}); log size {size}")
-        for f in v.failures[:10]:
-            print(f"      FAILED {f}")
-        self.ok &= good == total
+        self.report(backend, v, "", f"log size {size}")
 
     def ca_backend(self, backend: str, tmp: Path, database_url: str | None, db_pids=list) -> None:  # type: ignore[no-untyped-def]
         """POST /api/v2/signingCert against ``tlog serve --dev-oidc`` (defaults otherwise) on a fresh data dir and database."""
@@ -697,11 +691,17 @@ class Bench:
                 acked += res["ok"]
             v.check("certificate log", v.certificate_log, acked)
 
-        mine = {f"CA {k}": {"verified": t[0], "checked": t[1]} for k, t in v.tally.items()}
-        self.verification.setdefault(backend, {}).update(mine)
+        self.report(backend, v, "CA", f"certificate log size {acked}")
+
+    def report(self, backend: str, v: Verifier | CAVerifier, part: str, size: str) -> None:
+        """Record and print what a verifier checked; any failure fails the run."""
+        prefix = f"{part} " if part else ""
+        self.verification.setdefault(backend, {}).update(
+            {prefix + k: {"verified": t[0], "checked": t[1]} for k, t in v.tally.items()}
+        )
         good, total = sum(t[0] for t in v.tally.values()), sum(t[1] for t in v.tally.values())
         detail = ", ".join(f"{t[0]}/{t[1]} {k}" for k, t in v.tally.items())
-        print(f"  {backend} CA: verified {good}/{total} ({detail}); certificate log size {acked}")
+        print(f"  {backend}{' ' + part if part else ''}: verified {good}/{total} ({detail}); {size}")
         for f in v.failures[:10]:
             print(f"      FAILED {f}")
         self.ok &= good == total
