@@ -11,7 +11,7 @@ import base64
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes
@@ -78,6 +78,16 @@ def insert_new_tree(conn: Connection, keys: LogKeys, *, purpose: str, origin: st
     return info
 
 
+def _node_keys(levels: Sequence[int], indexes: Sequence[int]) -> list[int]:
+    return [(lvl << NODE_INDEX_BITS) | i for lvl, i in zip(levels, indexes)]
+
+
+def _keyed(path: merkle.NodePath) -> tuple[list[int], int, int]:
+    """A node path as the storage keys of its nodes, and its rehash bounds."""
+    levels, indexes, begin, end = path
+    return _node_keys(levels, indexes), begin, end
+
+
 @dataclass(frozen=True, slots=True)
 class Inclusion:
     """An entry together with its inclusion proof against a signed tree head."""
@@ -106,6 +116,9 @@ class TransparencyLog:
         #: frozen shards before it (see :mod:`tlog.shards`); 0 for a first shard.
         self.index_offset = index_offset
         self._node_cache: dict[int, bytes] = {}
+        #: Size of the latest head this process has read (it only grows): the
+        #: guess entry_by_index reads proof nodes for along with the head.
+        self._size_hint = 0
 
     # --- set-up ------------------------------------------------------------------------
 
@@ -161,7 +174,7 @@ class TransparencyLog:
         Returns the number of nodes loaded.
         """
         with self.engine.connect() as conn:
-            size = self._head(conn).size
+            size = self._size_hint = self._head(conn).size
             floor = max(_CACHE_MIN_LEVEL, size.bit_length() - _CACHE_SPAN)
             loaded = 0
             for level in range(floor, size.bit_length()):
@@ -226,9 +239,10 @@ class TransparencyLog:
 
     def latest_cosigned_head(self) -> TreeHeadRecord:
         """The latest head, its checkpoint carrying every witness cosignature collected so far."""
-        with self.engine.connect() as conn:
-            head = self._head(conn)
-            lines = store.cosignature_lines(conn, self.tree, head.size)
+        with store.reading(self.engine) as r:
+            head, lines = r.head_and_cosignatures(self.tree)
+        if head is None:
+            raise NotFound("the log has no signed tree head")
         if not lines:
             return head
         note = add_signatures(head.checkpoint, "".join(line + "\n" for line in lines))
@@ -237,14 +251,30 @@ class TransparencyLog:
     def entry_by_index(self, log_index: int) -> Inclusion:
         with store.reading(self.engine) as r:
             # Head and entry in one statement: on PostgreSQL each is a round trip.
-            head, entry = r.head_and_entry(self.tree, log_index) if 0 <= log_index < 1 << 63 else (self._head(r), None)
+            if not 0 <= log_index < 1 << 63:
+                head, entry, found = self._head(r), None, {}
+                size = keys = begin = end = None
+            else:
+                # Head, entry and proof nodes in one statement (on PostgreSQL each
+                # statement is a round trip). The nodes are those of the proof in
+                # the last tree this process saw: node hashes never change, so a
+                # guess can only be incomplete (the tree grew near this leaf since),
+                # and _node_hashes then reads the rest.
+                size = max(self._size_hint, log_index + 1)
+                keys, begin, end = _keyed(merkle.inclusion_path(log_index, size))
+                cache = self._node_cache
+                head, entry, found = r.head_entry_and_nodes(self.tree, log_index, [k for k in keys if k not in cache])
             if head is None:
                 raise NotFound("the log has no signed tree head")
+            self._size_hint = head.size
             if not 0 <= log_index < head.size:
                 raise NotFound(f"no entry at logIndex {log_index}: the tree has {head.size} entries")
             if entry is None:
                 raise NotFound(f"no entry at logIndex {log_index}")
-            return Inclusion(entry, head, self._inclusion(r, log_index, head.size))
+            if head.size != size:
+                keys, begin, end = _keyed(merkle.inclusion_path(log_index, head.size))
+            proof = merkle.rehash(self._node_hashes(r, keys, head.size, prefetched=found), begin, end)
+            return Inclusion(entry, head, proof)
 
     def entry_by_leaf_hash(self, leaf_hash: bytes) -> Inclusion:
         with store.reading(self.engine) as r:
@@ -281,12 +311,12 @@ class TransparencyLog:
             levels, indexes, begin, end = merkle.consistency_path(size1=size1, size2=size2)
             roots = merkle.perfect_nodes(size2)
             levels, indexes = [*levels, *(n.level for n in roots)], [*indexes, *(n.index for n in roots)]
-            keys = [(lvl << NODE_INDEX_BITS) | i for lvl, i in zip(levels, indexes)]
+            keys = _node_keys(levels, indexes)
             head, found = r.head_and_nodes(self.tree, [k for k in keys if k not in self._node_cache])
             if head is None:
                 raise NotFound("the log has no signed tree head")
             self._check_sizes(head, size1, size2)
-            hashes = self._node_hashes(r, levels, indexes, head.size, prefetched=found)
+            hashes = self._node_hashes(r, keys, head.size, prefetched=found)
             n = len(hashes) - len(roots)
             proof = merkle.rehash(hashes[:n], begin, end)
             if size2 == head.size:
@@ -304,8 +334,8 @@ class TransparencyLog:
         self._check_sizes(head, size1, size2)
         if size1 == 0 or size1 == size2:
             return []
-        levels, indexes, begin, end = merkle.consistency_path(size1=size1, size2=size2)
-        return merkle.rehash(self._node_hashes(r, levels, indexes, head.size), begin, end)
+        keys, begin, end = _keyed(merkle.consistency_path(size1=size1, size2=size2))
+        return merkle.rehash(self._node_hashes(r, keys, head.size), begin, end)
 
     def _root_at(self, r: store.Reader, size: int, head: TreeHeadRecord) -> bytes:
         if not 0 <= size <= head.size:
@@ -313,7 +343,7 @@ class TransparencyLog:
         if size == head.size:
             return head.root_hash  # signed, so no need to recompute it
         ids = merkle.perfect_nodes(size)
-        hashes = self._node_hashes(r, [n.level for n in ids], [n.index for n in ids], head.size)
+        hashes = self._node_hashes(r, [(n.level << NODE_INDEX_BITS) | n.index for n in ids], head.size)
         return merkle.CompactRange.from_hashes(0, size, hashes).root()
 
     def entries(self, indexes: Sequence[int]) -> list[Inclusion]:
@@ -386,15 +416,15 @@ class TransparencyLog:
         return head
 
     def _inclusion(self, r: store.Reader, index: int, size: int) -> list[bytes]:
-        levels, indexes, begin, end = merkle.inclusion_path(index, size)
-        return merkle.rehash(self._node_hashes(r, levels, indexes, size), begin, end)
+        keys, begin, end = _keyed(merkle.inclusion_path(index, size))
+        return merkle.rehash(self._node_hashes(r, keys, size), begin, end)
 
     def _inclusions(self, r: store.Reader, indexes: Sequence[int], size: int) -> list[list[bytes]]:
         """Inclusion proofs of these leaves in the tree of ``size``, with one read for all their nodes."""
         paths = [merkle.inclusion_path(i, size) for i in indexes]
         levels = [lvl for p in paths for lvl in p[0]]
         positions = [i for p in paths for i in p[1]]
-        hashes = self._node_hashes(r, levels, positions, size)
+        hashes = self._node_hashes(r, _node_keys(levels, positions), size)
         out, at = [], 0
         for lv, _ix, begin, end in paths:
             n = len(lv)
@@ -405,24 +435,24 @@ class TransparencyLog:
     def _node_hashes(
         self,
         r: store.Reader,
-        levels: Sequence[int],
-        indexes: Sequence[int],
+        keys: Sequence[int],
         size: int,
         *,
-        prefetched: Mapping[int, bytes] | None = None,
+        prefetched: dict[int, bytes] | None = None,
     ) -> list[bytes]:
-        """Hashes of perfect nodes ``(levels[i], indexes[i])``: from this process's cache of the
-        upper levels, the rest in one read (or from ``prefetched``, read with the head). A missing
+        """Hashes of the perfect nodes with these keys: from this process's cache of the upper
+        levels, then from ``prefetched`` (read with the head), the rest in one read. A missing
         node means the database does not hold a tree it claims to hold."""
         bits = NODE_INDEX_BITS
-        keys = [(lvl << bits) | i for lvl, i in zip(levels, indexes)]
         cache = self._node_cache
         hashes = list(map(cache.get, keys))
         if None not in hashes:
             return hashes  # type: ignore[return-value]
         missing = [k for k, h in zip(keys, hashes) if h is None]
-        found = r.node_hashes(self.tree, missing) if prefetched is None else prefetched
-        if len(found) < len(set(missing)):
+        found = {} if prefetched is None else prefetched  # the caller's, added to
+        if unread := [k for k in missing if k not in found]:
+            found.update(r.node_hashes(self.tree, unread))
+        if not found.keys() >= set(missing):
             k = min(set(missing) - found.keys())
             raise Internal(f"tree {self.tree} is missing node level={k >> bits} index={k & ((1 << bits) - 1)}")
         if len(cache) < _CACHE_MAX:

@@ -460,6 +460,17 @@ _SELECT_HEAD_AND_ENTRY = (
     "FROM h LEFT JOIN entries AS e ON e.tree = ? AND e.log_index = ? AND e.log_index < h.size "
     "LEFT JOIN attestations AS a ON a.tree = e.tree AND a.log_index = e.log_index"
 )
+# The latest head with each cosignature line collected for it (one row with NULLs if none).
+_SELECT_HEAD_AND_COSIGNATURES = (
+    _LATEST_HEAD_CTE + "SELECT h.size, h.root_hash, h.timestamp, h.checkpoint, c.line FROM h "
+    "LEFT JOIN cosignatures AS c ON c.tree = ? AND c.size = h.size ORDER BY c.witness"
+)
+# _SELECT_HEAD_AND_ENTRY's row, then one row per node (NULL head columns, key and hash where
+# log_index and leaf_hash were): a proof by index in one statement.
+_SELECT_HEAD_ENTRY_AND_NODES = (
+    _SELECT_HEAD_AND_ENTRY + " UNION ALL SELECT NULL, NULL, NULL, NULL, key, hash, NULL, NULL, NULL, NULL, NULL "
+    "FROM nodes WHERE tree = ? AND key"
+)
 # The latest head (the row whose size is set) and some nodes (the rows with a key), in one statement.
 _SELECT_HEAD_AND_NODES = (
     _LATEST_HEAD_CTE + "SELECT size, root_hash, timestamp, checkpoint, NULL, NULL FROM h "
@@ -479,6 +490,8 @@ class _DriverSQL:
 
     latest_head: str
     head_and_entry: str
+    head_and_cosignatures: str
+    head_entry_and_nodes_in: str
     head_and_nodes_in: str
     entry: str
     entry_by_leaf: str
@@ -504,6 +517,8 @@ class _DriverSQL:
         return cls(
             latest_head=spell(_SELECT_LATEST_HEAD),
             head_and_entry=spell(_SELECT_HEAD_AND_ENTRY),
+            head_and_cosignatures=spell(_SELECT_HEAD_AND_COSIGNATURES),
+            head_entry_and_nodes_in=spell(_SELECT_HEAD_ENTRY_AND_NODES),
             head_and_nodes_in=spell(_SELECT_HEAD_AND_NODES),
             entry=spell(_SELECT_ENTRY + "e.log_index = ?"),
             entry_by_leaf=spell(_SELECT_ENTRY + "e.leaf_hash = ?"),
@@ -556,6 +571,36 @@ class DriverReader:
         if row is None:
             return None, None
         return TreeHeadRecord(*row[:4]), (_joined_record(row[4:]) if row[4] is not None else None)
+
+    def head_and_cosignatures(self, tree: int) -> tuple[TreeHeadRecord | None, list[str]]:
+        """The latest head and the cosignature lines collected for it (by witness), in one statement."""
+        rows = self._execute(self._sql.head_and_cosignatures, (tree, tree)).fetchall()
+        if not rows:
+            return None, []
+        return TreeHeadRecord(*rows[0][:4]), [row[4] for row in rows if row[4] is not None]
+
+    def head_entry_and_nodes(
+        self, tree: int, log_index: int, keys: Sequence[int]
+    ) -> tuple[TreeHeadRecord | None, EntryRecord | None, dict[int, bytes]]:
+        """:meth:`head_and_entry` and the stored hashes of these node keys, in one statement.
+
+        The keys are a guess made before the head is known (see
+        ``TransparencyLog.entry_by_index``); the caller reads whatever the
+        real head needs beyond them.
+        """
+        unique = sorted(set(keys))
+        if not unique or len(unique) > _IN_CHUNK:
+            return (*self.head_and_entry(tree, log_index), self.node_hashes(tree, unique))
+        head, entry, found = None, None, {}
+        sql = self._sql
+        for row in self._execute(*sql.matching(sql.head_entry_and_nodes_in, tree, tree, log_index, tree, items=unique)):
+            if row[0] is not None:
+                head = TreeHeadRecord(*row[:4])
+                if row[4] is not None:
+                    entry = _joined_record(row[4:])
+            else:
+                found[row[4]] = bytes(row[5])
+        return head, entry, found
 
     def entries(self, tree: int, log_indexes: Sequence[int]) -> dict[int, EntryRecord]:
         found: dict[int, EntryRecord] = {}
