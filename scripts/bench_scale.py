@@ -24,7 +24,10 @@ c. **scale**: one log grown with ``tlog load`` to 1k, 10k, 100k, 1M (and 10M
    default settings answers ~500 inclusion-proof and ~500 consistency-proof
    requests (sequential, keep-alive); latency p50/p99 and the server's RSS
    (master and each worker, from /proc) are recorded, then plotted to
-   ``bench-results/scale.png``.
+   ``bench-results/scale.png``. Then, still on that fresh server, proofs/s at
+   64 concurrent clients for each kind, with scripts/bench.py's load generator,
+   against the framework's ceiling (its trivial Flask endpoint under the same
+   gunicorn settings) measured once at the start.
 
 Every part verifies a sample of its own results with the independent verifier
 in tests/speclient.py (roots, inclusion and consistency proofs, checkpoint
@@ -534,6 +537,40 @@ def load_to(data: Path, target: int, current: int, a: argparse.Namespace) -> dic
     return {"added": delta, "batch": batch, "seconds": round(elapsed, 1), "entries_per_s": round(delta / elapsed)}
 
 
+def http_bench() -> Any:
+    """scripts/bench.py: the HTTP benchmark's load generator, servers and ceiling app, measured the same way here."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import bench
+
+    return bench
+
+
+def serve_defaults() -> tuple[int, int]:
+    """``tlog serve``'s default workers and threads on this machine."""
+    from tlog.cli import serve
+    from tlog.server import default_workers
+
+    return default_workers(), next(o.default for o in serve.params if o.name == "threads")
+
+
+def measure_ceiling(a: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """The trivial Flask endpoint under tlog serve's gunicorn settings, at --concurrency clients."""
+    hb = http_bench()
+    workers, threads = serve_defaults()
+    (work / "ceiling_app.py").write_text(hb.CEILING_APP)
+    cmd = [sys.executable, "-m", "gunicorn", "-k", "gthread", "--workers", str(workers), "--threads", str(threads),
+           "--bind", HOST + ":{port}", "--keep-alive", "5", "--timeout", "60", "--chdir", str(work), "ceiling_app:app"]  # fmt: skip
+    with hb.Server(cmd, work / "ceiling.log") as srv:
+        reqs = [hb.http_request("POST", "/echo", srv.port, b) for b in hb.BodyPool().get(0, 1000)]
+        load = {"concurrency": a.concurrency, "clients": a.clients, "server_pid": srv.pid, "expect": 201}
+        hb.run_load(srv.port, reqs, duration=2, **load)  # warm every worker
+        r = hb.run_load(srv.port, reqs, duration=a.throughput_seconds, **load)
+    if r["errors"]:
+        raise RuntimeError(f"the ceiling app answered {r['errors']} errors")
+    print(f"  framework ceiling ({workers} workers x {threads} threads, {a.concurrency} clients): {r['rate']:,.0f} req/s")
+    return {"rate": round(r["rate"], 1), "workers": workers, "threads": threads, "concurrency": a.concurrency}
+
+
 def measure_served(data: Path, size: int, a: argparse.Namespace, log: Path) -> dict[str, Any]:
     rng = random.Random(size)
     with Served(data, log) as srv:
@@ -589,8 +626,26 @@ def measure_served(data: Path, size: int, a: argparse.Namespace, log: Path) -> d
                 raise speclient.VerificationError("consistency proof for another root")
             speclient.verify_consistency(first, size, roots[first], head.root, [bytes.fromhex(h) for h in doc["hashes"]])
 
+        def throughput(kind: str, make: Callable[[], tuple[str, Any]], check: Callable[[Any, bytes], None]) -> dict[str, Any]:
+            """Proofs/s at --concurrency clients; every sampled response verified like the sequential ones."""
+            hb = http_bench()
+            made = [make() for _ in range(20_000)]
+            reqs = [hb.http_request("GET", path, srv.port) for path, _arg in made]
+            r = hb.run_load(srv.port, reqs, concurrency=a.concurrency, duration=a.throughput_seconds, clients=a.clients,
+                            server_pid=srv.proc.pid, sample=a.verify)  # fmt: skip
+            if r["errors"]:
+                raise RuntimeError(f"{kind}: {r['errors']} errors under load, e.g. {r['error_samples'][:2]}")
+            for i, body in r["samples"]:
+                check(made[i][1], body)
+                verified[kind] += 1
+            return {"rate": round(r["rate"], 1), "p50_ms": round(r["p50_ms"], 2), "p99_ms": round(r["p99_ms"], 2),
+                    "requests": r["requests"], "server_cpu_pct": round(r["server_cpu_pct"], 1)}  # fmt: skip
+
         res["inclusion"] = run("inclusion", inclusion_req, inclusion_check)
         res["consistency"] = run("consistency", consistency_req, consistency_check)
+        if a.throughput_seconds > 0:
+            res["inclusion"]["loaded"] = throughput("inclusion", inclusion_req, inclusion_check)
+            res["consistency"]["loaded"] = throughput("consistency", consistency_req, consistency_check)
         res["rss"] = rss(srv.proc.pid)
         res["verified"] = (f"verified: served head and {len(roots)} stored checkpoints' signatures; "
                            f"{verified['inclusion']} entries (SET, inclusion proof, checkpoint) and "
@@ -618,6 +673,8 @@ def bench_scale(a: argparse.Namespace, work: Path, out: dict[str, Any]) -> None:
     elif data.exists():
         shutil.rmtree(data)
     out["scale"] = rows
+    if a.throughput_seconds > 0:
+        out["ceiling"] = measure_ceiling(a, work)
     for size in sizes:
         if rate:
             print(f"  ETA for the remaining steps: ~{(sizes[-1] - current) / rate / 60:.0f} min of loading at "
@@ -634,8 +691,25 @@ def bench_scale(a: argparse.Namespace, work: Path, out: dict[str, Any]) -> None:
         print(f"  inclusion p50 {inc['p50_ms']:.2f} ms p99 {inc['p99_ms']:.2f} ms | consistency p50 {con['p50_ms']:.2f} ms "
               f"p99 {con['p99_ms']:.2f} ms | RSS master {mem['master_mib']} MiB, workers {mem['workers_mib']} MiB "
               f"(peak {mem['max_worker_peak_mib']}), sum {mem['total_mib']} MiB, PSS {mem['total_pss_mib']} MiB | db {row['db_mib']:,} MiB")  # fmt: skip
+        if "loaded" in inc:
+            ceiling = out["ceiling"]["rate"]
+            print("  " + " | ".join(
+                f"{kind} at {a.concurrency} clients {row[kind]['loaded']['rate']:,.0f}/s "
+                f"({row[kind]['loaded']['rate'] / ceiling:.2f} of the ceiling), p99 {row[kind]['loaded']['p99_ms']:.0f} ms"
+                for kind in ("inclusion", "consistency")))  # fmt: skip
         print(f"  {row['verified']}")
         write_outputs(a, out)
+
+
+def _by_size(ax: Any, ylabel: str, title: str, *, legend_size: float | None = None) -> None:
+    """One panel's axes: log size on a log scale, the y axis from 0."""
+    ax.set_xscale("log")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("log size (entries)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=legend_size)
 
 
 def plot(a: argparse.Namespace, out: dict[str, Any]) -> None:
@@ -646,30 +720,27 @@ def plot(a: argparse.Namespace, out: dict[str, Any]) -> None:
 
     rows = out["scale"]
     sizes = [r["size"] for r in rows]
-    fig, (lat, mem) = plt.subplots(1, 2, figsize=(13, 5.2))
+    loaded = [r for r in rows if "loaded" in r["inclusion"]]
+    fig, axes = plt.subplots(1, 3 if loaded else 2, figsize=(19 if loaded else 13, 5.2))
+    lat, mem = axes[0], axes[1]
     for kind, color in (("inclusion", "tab:blue"), ("consistency", "tab:orange")):
         lat.plot(sizes, [r[kind]["p50_ms"] for r in rows], "o-", color=color, label=f"{kind} p50")
         lat.plot(sizes, [r[kind]["p99_ms"] for r in rows], "s--", color=color, alpha=0.7, label=f"{kind} p99")
-    lat.set_xscale("log")
-    lat.set_ylim(bottom=0)
-    lat.set_xlabel("log size (entries)")
-    lat.set_ylabel("latency over HTTP (ms)")
-    lat.set_title(f"proof latency, {rows[0]['inclusion']['requests']} sequential requests per point")
-    lat.grid(True, which="both", alpha=0.3)
-    lat.legend()
+    _by_size(lat, "latency over HTTP (ms)", f"proof latency, {rows[0]['inclusion']['requests']} sequential requests per point")
     mem.plot(sizes, [r["rss"]["max_worker_mib"] for r in rows], "o-", label="largest worker")
     mem.plot(sizes, [r["rss"]["max_worker_peak_mib"] for r in rows], "^:", label="largest worker, peak (VmHWM)")
     mem.plot(sizes, [r["rss"]["master_mib"] for r in rows], "s-", label="master")
     mem.plot(sizes, [r["rss"]["total_mib"] for r in rows], "d-", label=f"sum of RSS ({len(rows[0]['rss']['workers_mib'])} workers + master)")
     mem.plot(sizes, [r["rss"]["total_pss_mib"] for r in rows], "v-", label="sum of PSS (shared pages counted once)")
     mem.axhline(150, color="red", linestyle="--", linewidth=1, label="150 MiB")
-    mem.set_xscale("log")
-    mem.set_ylim(bottom=0)
-    mem.set_xlabel("log size (entries)")
-    mem.set_ylabel("RSS (MiB)")
-    mem.set_title("tlog serve memory after the requests")
-    mem.grid(True, which="both", alpha=0.3)
-    mem.legend(fontsize=8)
+    _by_size(mem, "RSS (MiB)", "tlog serve memory after the requests", legend_size=8)
+    if loaded:
+        tp, ceiling = axes[2], out["ceiling"]
+        for kind, color in (("inclusion", "tab:blue"), ("consistency", "tab:orange")):
+            tp.plot([r["size"] for r in loaded], [r[kind]["loaded"]["rate"] for r in loaded], "o-", color=color, label=kind)
+        tp.axhline(ceiling["rate"], color="gray", linestyle="-", linewidth=1, label=f"framework ceiling {ceiling['rate']:,.0f}/s")
+        tp.axhline(0.7 * ceiling["rate"], color="red", linestyle="--", linewidth=1, label="70% of the ceiling (goal)")
+        _by_size(tp, "proofs/s", f"proofs/s at {ceiling['concurrency']} clients, fresh server", legend_size=8)
     m = out["machine"]
     fig.suptitle(f"tlog at scale (SQLite): {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB, "
                  f"Python {m['python']}, SQLite {m['sqlite']}", fontsize=10)  # fmt: skip
@@ -681,8 +752,14 @@ def plot(a: argparse.Namespace, out: dict[str, Any]) -> None:
 def write_outputs(a: argparse.Namespace, out: dict[str, Any]) -> None:
     out["machine"]["loadavg_now"] = loadavg()
     a.out.write_text(json.dumps(out, indent=2) + "\n")
-    if out.get("scale"):
-        plot(a, out)
+    if not out.get("scale"):
+        return
+    try:
+        import matplotlib  # noqa: F401  (the `bench` extra)
+    except ImportError:
+        print(f"  note: matplotlib is not installed, so no plot ({a.png})")
+        return
+    plot(a, out)
 
 
 def main() -> int:
@@ -699,7 +776,10 @@ def main() -> int:
     p.add_argument("--proof-count", type=int, default=20_000, help="proofs per pass in part b")
     p.add_argument("--requests", type=int, default=500, help="requests per proof kind and size in part c")
     p.add_argument("--warmup", type=int, default=20, help="unmeasured requests per proof kind and size first")
-    p.add_argument("--verify", type=int, default=25, help="responses verified per proof kind and size")
+    p.add_argument("--verify", type=int, default=25, help="responses verified per proof kind and size (and per loaded run)")
+    p.add_argument("--throughput-seconds", type=float, default=6, help="part c: seconds of loaded proofs per kind and size (0: skip)")
+    p.add_argument("--concurrency", type=int, default=64, help="part c: clients for the loaded proofs and the ceiling")
+    p.add_argument("--clients", type=int, default=2, help="part c: load generator processes")
     p.add_argument("--batch", type=int, default=10_000, help="entries (leaves) per transaction")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="entry-generating worker processes")
     p.add_argument("--work-dir", type=Path, help="where the databases go (default: a temporary directory, removed at the end)")
@@ -743,7 +823,7 @@ def main() -> int:
         write_outputs(a, out)
         if not (a.keep or a.work_dir):
             shutil.rmtree(work, ignore_errors=True)
-    print(f"\nresults written to {a.out}" + (f" and {a.png}" if out.get("scale") else ""))
+    print(f"\nresults written to {a.out}" + (f" and {a.png}" if out.get("scale") and a.png.exists() else ""))
     return 0
 
 
