@@ -278,9 +278,10 @@ class TransparencyLog:
 
     def entry_by_leaf_hash(self, leaf_hash: bytes) -> Inclusion:
         with store.reading(self.engine) as r:
-            head = self._head(r)
-            entry = r.entry_by_leaf_hash(self.tree, leaf_hash)
-            if entry is None or entry.log_index >= head.size:
+            head, entry = r.head_and_entry_by_leaf_hash(self.tree, leaf_hash)
+            if head is None:
+                raise NotFound("the log has no signed tree head")
+            if entry is None:
                 raise NotFound(f"no entry with UUID {self.entry_uuid(leaf_hash)}")
             return Inclusion(entry, head, self._inclusion(r, entry.log_index, head.size))
 

@@ -24,7 +24,7 @@ def _three_entries(settings: Settings) -> tuple[TransparencyLog, Engine]:
     return app.extensions["tlog"].log, app.extensions["tlog"].engine
 
 
-def test_head_and_entry_is_the_latest_head_and_the_entry_it_includes(settings: Settings) -> None:
+def test_head_and_entry_is_the_latest_head_and_the_entry_it_includes_by_index_or_leaf_hash(settings: Settings) -> None:
     log, engine = _three_entries(settings)
     try:
         with engine.connect() as conn:
@@ -40,6 +40,10 @@ def test_head_and_entry_is_the_latest_head_and_the_entry_it_includes(settings: S
             assert r.entries(log.tree, [2, 0, 7]) == {0: expected[0], 2: expected[2]}
             assert r.latest_head(log.tree) == head
             assert r.head_and_entry(log.tree + 100, 0) == (None, None)  # no such tree
+            for e in expected:
+                assert r.head_and_entry_by_leaf_hash(log.tree, e.leaf_hash) == (head, e)
+            assert r.head_and_entry_by_leaf_hash(log.tree, b"\x00" * 32) == (head, None)
+            assert r.head_and_entry_by_leaf_hash(log.tree + 100, expected[0].leaf_hash) == (None, None)
     finally:
         engine.dispose()
 

@@ -453,13 +453,20 @@ def _chunks(items: Sequence[object]) -> Iterable[list]:  # type: ignore[type-arg
 
 _SELECT_LATEST_HEAD = "SELECT size, root_hash, timestamp, checkpoint FROM tree_heads WHERE tree = ? ORDER BY size DESC LIMIT 1"
 _LATEST_HEAD_CTE = f"WITH h AS ({_SELECT_LATEST_HEAD}) "
-# The latest head and one entry it includes (NULLs if none), in one statement and so one snapshot.
-_SELECT_HEAD_AND_ENTRY = (
-    _LATEST_HEAD_CTE + "SELECT h.size, h.root_hash, h.timestamp, h.checkpoint, "
-    "e.log_index, e.leaf_hash, e.body, e.integrated_time, e.signed_entry_timestamp, a.payload_type, a.data "
-    "FROM h LEFT JOIN entries AS e ON e.tree = ? AND e.log_index = ? AND e.log_index < h.size "
-    "LEFT JOIN attestations AS a ON a.tree = e.tree AND a.log_index = e.log_index"
-)
+
+
+def _head_and_entry(column: str) -> str:
+    """The latest head and the entry whose ``column`` is the parameter if that head includes it
+    (NULLs if none), in one statement and so one snapshot."""
+    return (
+        _LATEST_HEAD_CTE + "SELECT h.size, h.root_hash, h.timestamp, h.checkpoint, "
+        "e.log_index, e.leaf_hash, e.body, e.integrated_time, e.signed_entry_timestamp, a.payload_type, a.data "
+        f"FROM h LEFT JOIN entries AS e ON e.tree = ? AND e.{column} = ? AND e.log_index < h.size "
+        "LEFT JOIN attestations AS a ON a.tree = e.tree AND a.log_index = e.log_index"
+    )
+
+
+_SELECT_HEAD_AND_ENTRY = _head_and_entry("log_index")
 # The latest head with each cosignature line collected for it (one row with NULLs if none).
 _SELECT_HEAD_AND_COSIGNATURES = (
     _LATEST_HEAD_CTE + "SELECT h.size, h.root_hash, h.timestamp, h.checkpoint, c.line FROM h "
@@ -490,6 +497,7 @@ class _DriverSQL:
 
     latest_head: str
     head_and_entry: str
+    head_and_entry_by_leaf: str
     head_and_cosignatures: str
     head_entry_and_nodes_in: str
     head_and_nodes_in: str
@@ -517,6 +525,7 @@ class _DriverSQL:
         return cls(
             latest_head=spell(_SELECT_LATEST_HEAD),
             head_and_entry=spell(_SELECT_HEAD_AND_ENTRY),
+            head_and_entry_by_leaf=spell(_head_and_entry("leaf_hash")),
             head_and_cosignatures=spell(_SELECT_HEAD_AND_COSIGNATURES),
             head_entry_and_nodes_in=spell(_SELECT_HEAD_ENTRY_AND_NODES),
             head_and_nodes_in=spell(_SELECT_HEAD_AND_NODES),
@@ -567,7 +576,14 @@ class DriverReader:
 
     def head_and_entry(self, tree: int, log_index: int) -> tuple[TreeHeadRecord | None, EntryRecord | None]:
         """The latest head and the entry at ``log_index`` if that head includes it: one round trip, one snapshot."""
-        row = self._execute(self._sql.head_and_entry, (tree, tree, log_index)).fetchone()
+        return self._head_and_entry(self._sql.head_and_entry, tree, log_index)
+
+    def head_and_entry_by_leaf_hash(self, tree: int, leaf_hash: bytes) -> tuple[TreeHeadRecord | None, EntryRecord | None]:
+        """The latest head and the entry with this leaf hash if that head includes it, in one statement."""
+        return self._head_and_entry(self._sql.head_and_entry_by_leaf, tree, leaf_hash)
+
+    def _head_and_entry(self, sql: str, tree: int, match: object) -> tuple[TreeHeadRecord | None, EntryRecord | None]:
+        row = self._execute(sql, (tree, tree, match)).fetchone()
         if row is None:
             return None, None
         return TreeHeadRecord(*row[:4]), (_joined_record(row[4:]) if row[4] is not None else None)
