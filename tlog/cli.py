@@ -352,6 +352,12 @@ def trust_config(data_dir: Path, database_url: str | None, url: str, operator: s
 @click.option("--origin", envvar="TLOG_ORIGIN", help="Checkpoint origin if the log is created. Default: '<hostname>/tlog'.")
 @click.option("--ecdsa-key", type=click.Path(dir_okay=False, path_type=Path), help="PEM ECDSA P-256 log key (default: in the data dir).")
 @click.option("--ed25519-key", type=click.Path(dir_okay=False, path_type=Path), help="PEM Ed25519 checkpoint key (default: in the data dir).")
+@click.option(
+    "--sets/--no-sets",
+    default=False,
+    show_default=True,
+    help="Sign and store each entry's SET as a submission's is (about a quarter slower); without, reads sign one each time.",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on stderr.")
 def load(
     data_dir: Path,
@@ -363,6 +369,7 @@ def load(
     origin: str | None,
     ecdsa_key: Path | None,
     ed25519_key: Path | None,
+    sets: bool,
     progress: bool,
 ) -> None:
     """Bulk-append entries through the server's integration path (one transaction and checkpoint per batch).
@@ -385,7 +392,7 @@ def load(
             if path is None
             else bulk.file_batches(path, batch, processes=processes, limit=count)
         )
-        result = bulk.load(tlog, batches, total=count, progress=progress)
+        result = bulk.load(tlog, batches, total=count, progress=progress, with_sets=sets)
     except TlogError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(

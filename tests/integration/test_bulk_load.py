@@ -189,6 +189,20 @@ def test_bad_line_is_refused_and_its_batch_not_written(sqlite_settings: Settings
     assert heads(sqlite_settings) == [0, 10, 20]
 
 
+def test_sets_option_stores_each_loaded_entrys_set(sqlite_settings: Settings) -> None:
+    proc = run_load(sqlite_settings, "--count", "4", "--batch", "2", "--sets")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_load(sqlite_settings, "--count", "2")  # the default stores none
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    engine = sa.create_engine(sqlite_settings.database_url)  # type: ignore[arg-type]
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT log_index, signed_entry_timestamp IS NOT NULL FROM entries ORDER BY log_index"))
+            assert [tuple(r) for r in rows] == [(0, 1), (1, 1), (2, 1), (3, 1), (4, 0), (5, 0)]
+    finally:
+        engine.dispose()
+
+
 def test_usage_errors(sqlite_settings: Settings, tmp_path: Path) -> None:
     proc = run_load(sqlite_settings)
     assert proc.returncode == 2 and "--count is required" in proc.stderr, proc.stderr

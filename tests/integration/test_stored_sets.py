@@ -109,6 +109,21 @@ def test_entries_stored_without_a_set_get_one_signed_on_each_read(app, client, l
         assert set_of(got) == set_of(acked)
 
 
+def test_bulk_load_with_sets_stores_them_and_reads_serve_them(app, client, log_key) -> None:  # type: ignore[no-untyped-def]
+    """``tlog load --sets``: each loaded entry's SET is signed once and every read serves that one."""
+    svc = app.extensions["tlog"]
+    loaded = bulk.load(svc.log, bulk.synthetic_batches(3, 2, processes=1), progress=False, with_sets=True)
+    assert loaded.added == 3
+    stored = stored_sets(svc.engine)
+    assert sorted(stored) == [0, 1, 2] and all(stored.values())
+    for index in range(3):
+        first, second = (client.get(f"/api/v1/log/entries?logIndex={index}").get_json() for _ in range(2))
+        uuid, _entry, _cp = speclient.verify_entry(first, log_key)
+        assert set_of(first) == set_of(second) == base64.b64encode(stored[index]).decode()  # type: ignore[arg-type]
+        for got in reads_of(client, index, uuid):
+            assert set_of(got) == set_of(first)
+
+
 def test_a_stored_set_is_written_only_by_its_insert(app, client, log_key) -> None:  # type: ignore[no-untyped-def]
     (acked,) = submit(client, 0)
     engine = app.extensions["tlog"].engine
