@@ -523,7 +523,7 @@ def load_to(data: Path, target: int, current: int, a: argparse.Namespace) -> dic
         return {"added": 0, "batch": None, "seconds": 0.0, "entries_per_s": None}
     batch = max(100, min(a.batch, delta // 10))  # at least ~10 checkpoints per step, for consistency proofs
     cmd = [sys.executable, "-m", "tlog.cli", "load", "--data-dir", str(data), "--origin", ORIGIN,
-           "--count", str(delta), "--batch", str(batch), "--jobs", str(a.jobs)]  # fmt: skip
+           "--count", str(delta), "--batch", str(batch), "--jobs", str(a.jobs), *(["--sets"] if a.sets else [])]  # fmt: skip
     t = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=24 * 3600)
     elapsed = time.perf_counter() - t
@@ -781,6 +781,7 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=64, help="part c: clients for the loaded proofs and the ceiling")
     p.add_argument("--clients", type=int, default=2, help="part c: load generator processes")
     p.add_argument("--batch", type=int, default=10_000, help="entries (leaves) per transaction")
+    p.add_argument("--sets", action="store_true", help="part c: load with `tlog load --sets` (stored SETs, as submissions have)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="entry-generating worker processes")
     p.add_argument("--work-dir", type=Path, help="where the databases go (default: a temporary directory, removed at the end)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
