@@ -250,20 +250,18 @@ class TransparencyLog:
 
     def entry_by_index(self, log_index: int) -> Inclusion:
         with store.reading(self.engine) as r:
-            # Head and entry in one statement: on PostgreSQL each is a round trip.
             if not 0 <= log_index < 1 << 63:
-                head, entry, found = self._head(r), None, {}
-                size = keys = begin = end = None
-            else:
-                # Head, entry and proof nodes in one statement (on PostgreSQL each
-                # statement is a round trip). The nodes are those of the proof in
-                # the last tree this process saw: node hashes never change, so a
-                # guess can only be incomplete (the tree grew near this leaf since),
-                # and _node_hashes then reads the rest.
-                size = max(self._size_hint, log_index + 1)
-                keys, begin, end = _keyed(merkle.inclusion_path(log_index, size))
-                cache = self._node_cache
-                head, entry, found = r.head_entry_and_nodes(self.tree, log_index, [k for k in keys if k not in cache])
+                head = self._head(r)
+                raise NotFound(f"no entry at logIndex {log_index}: the tree has {head.size} entries")
+            # Head, entry and proof nodes in one statement (on PostgreSQL each
+            # statement is a round trip). The nodes are those of the proof in
+            # the last tree this process saw: node hashes never change, so a
+            # guess can only be incomplete (the tree grew near this leaf since),
+            # and _node_hashes then reads the rest.
+            size = max(self._size_hint, log_index + 1)
+            keys, begin, end = _keyed(merkle.inclusion_path(log_index, size))
+            cache = self._node_cache
+            head, entry, found = r.head_entry_and_nodes(self.tree, log_index, [k for k in keys if k not in cache])
             if head is None:
                 raise NotFound("the log has no signed tree head")
             self._size_hint = head.size
