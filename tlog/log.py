@@ -79,6 +79,7 @@ def insert_new_tree(conn: Connection, keys: LogKeys, *, purpose: str, origin: st
 
 
 def _node_keys(levels: Sequence[int], indexes: Sequence[int]) -> list[int]:
+    """:func:`tlog.storage.models.node_key` of many nodes, inlined (proofs are a hot path)."""
     return [(lvl << NODE_INDEX_BITS) | i for lvl, i in zip(levels, indexes)]
 
 
@@ -342,7 +343,7 @@ class TransparencyLog:
         if size == head.size:
             return head.root_hash  # signed, so no need to recompute it
         ids = merkle.perfect_nodes(size)
-        hashes = self._node_hashes(r, [(n.level << NODE_INDEX_BITS) | n.index for n in ids], head.size)
+        hashes = self._node_hashes(r, _node_keys([n.level for n in ids], [n.index for n in ids]), head.size)
         return merkle.CompactRange.from_hashes(0, size, hashes).root()
 
     def entries(self, indexes: Sequence[int]) -> list[Inclusion]:

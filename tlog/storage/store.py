@@ -501,7 +501,6 @@ class _DriverSQL:
     head_and_cosignatures: str
     head_entry_and_nodes_in: str
     head_and_nodes_in: str
-    entry: str
     entry_by_leaf: str
     level_range: str
     bodies_range: str
@@ -529,7 +528,6 @@ class _DriverSQL:
             head_and_cosignatures=spell(_SELECT_HEAD_AND_COSIGNATURES),
             head_entry_and_nodes_in=spell(_SELECT_HEAD_ENTRY_AND_NODES),
             head_and_nodes_in=spell(_SELECT_HEAD_AND_NODES),
-            entry=spell(_SELECT_ENTRY + "e.log_index = ?"),
             entry_by_leaf=spell(_SELECT_ENTRY + "e.leaf_hash = ?"),
             level_range=spell("SELECT hash FROM nodes WHERE tree = ? AND key >= ? AND key < ? ORDER BY key"),
             bodies_range=spell("SELECT body FROM entries WHERE tree = ? AND log_index >= ? AND log_index < ? ORDER BY log_index"),
@@ -546,6 +544,13 @@ _PG_SQL = _DriverSQL.for_dialect("postgresql")
 
 def _driver_sql(conn: Connection) -> _DriverSQL:
     return _SQLITE_SQL if conn.dialect.name == "sqlite" else _PG_SQL
+
+
+def _head_and_entry_of(row: Sequence[Any] | None) -> tuple[TreeHeadRecord | None, EntryRecord | None]:
+    """The head and entry (if any) of a row of :func:`_head_and_entry`'s columns."""
+    if row is None:
+        return None, None
+    return TreeHeadRecord(*row[:4]), (_joined_record(row[4:]) if row[4] is not None else None)
 
 
 class DriverReader:
@@ -570,23 +575,13 @@ class DriverReader:
         row = self._execute(self._sql.latest_head, (tree,)).fetchone()
         return TreeHeadRecord(*row) if row else None
 
-    def entry(self, tree: int, log_index: int) -> EntryRecord | None:
-        row = self._execute(self._sql.entry, (tree, log_index)).fetchone()
-        return _joined_record(row) if row else None
-
     def head_and_entry(self, tree: int, log_index: int) -> tuple[TreeHeadRecord | None, EntryRecord | None]:
         """The latest head and the entry at ``log_index`` if that head includes it: one round trip, one snapshot."""
-        return self._head_and_entry(self._sql.head_and_entry, tree, log_index)
+        return _head_and_entry_of(self._execute(self._sql.head_and_entry, (tree, tree, log_index)).fetchone())
 
     def head_and_entry_by_leaf_hash(self, tree: int, leaf_hash: bytes) -> tuple[TreeHeadRecord | None, EntryRecord | None]:
         """The latest head and the entry with this leaf hash if that head includes it, in one statement."""
-        return self._head_and_entry(self._sql.head_and_entry_by_leaf, tree, leaf_hash)
-
-    def _head_and_entry(self, sql: str, tree: int, match: object) -> tuple[TreeHeadRecord | None, EntryRecord | None]:
-        row = self._execute(sql, (tree, tree, match)).fetchone()
-        if row is None:
-            return None, None
-        return TreeHeadRecord(*row[:4]), (_joined_record(row[4:]) if row[4] is not None else None)
+        return _head_and_entry_of(self._execute(self._sql.head_and_entry_by_leaf, (tree, tree, leaf_hash)).fetchone())
 
     def head_and_cosignatures(self, tree: int) -> tuple[TreeHeadRecord | None, list[str]]:
         """The latest head and the cosignature lines collected for it (by witness), in one statement."""
@@ -607,16 +602,8 @@ class DriverReader:
         unique = sorted(set(keys))
         if not unique or len(unique) > _IN_CHUNK:
             return (*self.head_and_entry(tree, log_index), self.node_hashes(tree, unique))
-        head, entry, found = None, None, {}
-        sql = self._sql
-        for row in self._execute(*sql.matching(sql.head_entry_and_nodes_in, tree, tree, log_index, tree, items=unique)):
-            if row[0] is not None:
-                head = TreeHeadRecord(*row[:4])
-                if row[4] is not None:
-                    entry = _joined_record(row[4:])
-            else:
-                found[row[4]] = bytes(row[5])
-        return head, entry, found
+        head_row, found = self._head_row_and_nodes(self._sql.head_entry_and_nodes_in, (tree, tree, log_index, tree), unique)
+        return (*_head_and_entry_of(head_row), found)
 
     def entries(self, tree: int, log_indexes: Sequence[int]) -> dict[int, EntryRecord]:
         found: dict[int, EntryRecord] = {}
@@ -634,15 +621,21 @@ class DriverReader:
         unique = sorted(set(keys))
         if not unique or len(unique) > _IN_CHUNK:
             return self.latest_head(tree), self.node_hashes(tree, unique)
-        head, found = None, {}
-        for size, root, timestamp, checkpoint, key, hash_ in self._execute(
-            *self._sql.matching(self._sql.head_and_nodes_in, tree, tree, items=unique)
-        ):
-            if size is not None:
-                head = TreeHeadRecord(size, bytes(root), timestamp, checkpoint)
+        head_row, found = self._head_row_and_nodes(self._sql.head_and_nodes_in, (tree, tree), unique)
+        return (TreeHeadRecord(*head_row[:4]) if head_row is not None else None), found
+
+    def _head_row_and_nodes(
+        self, sql: str, params: tuple[object, ...], keys: Sequence[int]
+    ) -> tuple[Sequence[Any] | None, dict[int, bytes]]:
+        """Run a head-and-nodes statement: its one row with the head (size set), and the
+        nodes of the other rows, whose key and hash stand in the fifth and sixth columns."""
+        head_row, found = None, {}
+        for row in self._execute(*self._sql.matching(sql, *params, items=keys)):
+            if row[0] is not None:
+                head_row = row
             else:
-                found[key] = bytes(hash_)
-        return head, found
+                found[row[4]] = bytes(row[5])
+        return head_row, found
 
     def node_hashes(self, tree: int, keys: Sequence[int]) -> dict[int, bytes]:
         """The stored hashes of these node keys (missing ones are simply absent)."""
