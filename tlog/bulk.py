@@ -5,12 +5,11 @@ submissions can, for benchmarks at scale and to reload exported data. It does
 not bypass anything: every batch goes through
 :func:`tlog.sequencer.integrate` (``with_proofs=False``, since nobody waits
 for an answer; ``with_sets`` only with ``--sets``: without it the API signs
-these entries' SETs on every read, and loading is faster: 15,500 against
-11,700 entries/s on the development machine),
-which takes the same single-writer lock as the server's
-sequencer, so it is safe to run next to a live ``tlog serve``. Each batch is
-one transaction and one signed checkpoint; a crash loses at most the batch in
-flight.
+these entries' SETs on every read, and loading is faster, 15,500 against
+11,700 entries/s on the development machine), which takes the same
+single-writer lock as the server's sequencer, so it is safe to run next to a
+live ``tlog serve``. Each batch is one transaction and one signed
+checkpoint; a crash loses at most the batch in flight.
 
 Two sources of entries, both turned into :class:`~tlog.entries.CanonicalEntry`
 in worker processes while the main process integrates the previous batch:

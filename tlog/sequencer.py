@@ -95,10 +95,11 @@ def integrate(
     Returns, per submission and in order, the integrated entry or a
     :class:`Conflict` naming the entry that was already there. A bulk loader,
     which answers nobody, passes ``with_proofs=False`` (the proofs are empty)
-    and ``with_sets=False``: a SET is an ECDSA signature per entry, which
-    makes integration 2.5 times slower (20 -> 53 µs per entry in batches of
-    10,000 on SQLite), so its entries are stored without one and the API
-    signs theirs on each read, as for entries logged before SETs were stored.
+    and, unless asked (``tlog load --sets``), ``with_sets=False``: a SET is an
+    ECDSA signature per entry, which makes integration 2.5 times slower (20 ->
+    53 µs per entry in batches of 10,000 on SQLite), so its entries are stored
+    without one and the API signs theirs on each read, as for entries logged
+    before SETs were stored.
     So does the CA's certificate log, whose entries are never served as Rekor
     LogEntries.
     """

@@ -79,8 +79,9 @@ def log_entry(tlog: TransparencyLog, inc: Inclusion) -> dict[str, Any]:
     no such member.
 
     The SET is the one stored at integration; only entries without one
-    (logged before SETs were stored, or bulk-loaded) are signed here, on every
-    read. Any valid signature over the same payload is as good as another.
+    (logged before SETs were stored, or by ``tlog load`` without ``--sets``)
+    are signed here, on every read. Any valid signature over the same payload
+    is as good as another.
     """
     entry, head = inc.entry, inc.head
     uuid = tlog.entry_uuid(entry.leaf_hash)

@@ -232,8 +232,9 @@ class CertificateAuthority:
 
         # The builder is made whole from its constructor: each add_extension()
         # copies the list and checks it for a duplicate OID (quadratic; 20-40 us
-        # of the ~340 us an issue() took here). The identity extensions were checked for
-        # duplicates above and sit under Fulcio's arc, apart from the others.
+        # of the ~340 us an issue() took here). The identity extensions were
+        # checked for duplicates above and sit under Fulcio's arc, apart from
+        # the others.
         extensions = [
             *self._usage_extensions,
             _extension(x509.SubjectKeyIdentifier.from_public_key(subject_key), critical=False),

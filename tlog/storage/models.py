@@ -94,7 +94,8 @@ class Entry(Base):
     integrated_time: Mapped[int] = mapped_column(BigInteger)
     #: The Rekor SET (DER ECDSA signature), signed once when the entry was
     #: integrated and written by its INSERT. NULL for entries written before
-    #: revision 0005 or by the bulk loader: the API signs theirs on each read.
+    #: revision 0005 or by ``tlog load`` without ``--sets``: the API signs
+    #: theirs on each read.
     signed_entry_timestamp: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 

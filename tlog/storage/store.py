@@ -84,9 +84,9 @@ class EntryRecord:
     reads the Rekor API serves (:func:`get_entry`,
     :func:`get_entry_by_leaf_hash` and the readers). Either is None where the
     entry has none: no payload (hashedrekord), no stored SET (logged before
-    revision 0005, or bulk-loaded). Both are always None from
-    :func:`get_entries_range`, whose callers (tiles, the explorer) need only
-    bodies.
+    revision 0005, or by ``tlog load`` without ``--sets``). Both are always
+    None from :func:`get_entries_range`, whose callers (tiles, the explorer)
+    need only bodies.
     """
 
     log_index: int
