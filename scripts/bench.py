@@ -393,6 +393,22 @@ def healthz():
     return jsonify({"status": "ok"})
 """
 
+
+def ceiling_command(directory: Path, workers: int, threads: int) -> list[str]:
+    """gunicorn serving :data:`CEILING_APP` (written into ``directory``) with tlog serve's settings; ``{port}`` to fill."""
+    (directory / "ceiling_app.py").write_text(CEILING_APP)
+    return [sys.executable, "-m", "gunicorn", "-k", "gthread", "--workers", str(workers), "--threads", str(threads),
+            "--bind", HOST + ":{port}", "--keep-alive", "5", "--timeout", "60", "--chdir", str(directory), "ceiling_app:app"]  # fmt: skip
+
+
+def serve_defaults() -> tuple[int, int]:
+    """``tlog serve``'s default workers and threads on this machine (the CLI's own defaults)."""
+    from tlog.cli import serve
+    from tlog.server import default_workers
+
+    return default_workers(), next(o.default for o in serve.params if o.name == "threads")
+
+
 # --- verification ----------------------------------------------------------------------
 
 
@@ -597,10 +613,7 @@ class Bench:
         return res
 
     def framework_ceiling(self, tmp: Path, workers: int, threads: int) -> None:
-        (tmp / "ceiling_app.py").write_text(CEILING_APP)
-        cmd = [sys.executable, "-m", "gunicorn", "-k", "gthread", "--workers", str(workers), "--threads", str(threads),
-               "--bind", HOST + ":{port}", "--keep-alive", "5", "--timeout", "60", "--chdir", str(tmp), "ceiling_app:app"]  # fmt: skip
-        with Server(cmd, tmp / "ceiling.log") as srv:
+        with Server(ceiling_command(tmp, workers, threads), tmp / "ceiling.log") as srv:
             # The same ~1 KB signed bodies the log gets, so both parse the same JSON.
             reqs = [http_request("POST", "/echo", srv.port, b) for b in self.pool.get(0, 1000)]
             run_load(srv.port, reqs, concurrency=max(self.a.concurrency), duration=self.a.warmup,
@@ -866,11 +879,8 @@ def main() -> int:
     a.out = a.out or ROOT / "bench-results" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     a.out.parent.mkdir(parents=True, exist_ok=True)
 
-    from tlog.cli import serve
-    from tlog.server import default_workers
-
-    workers = a.workers or default_workers()
-    threads = a.threads or next(o.default for o in serve.params if o.name == "threads")  # the CLI's own default
+    default_workers, default_threads = serve_defaults()
+    workers, threads = a.workers or default_workers, a.threads or default_threads
     a.serve_args = ["--workers", str(workers), "--threads", str(threads)]
     bench = Bench(a)
     with contextlib.ExitStack() as stack:

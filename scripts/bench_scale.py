@@ -545,22 +545,11 @@ def http_bench() -> Any:
     return bench
 
 
-def serve_defaults() -> tuple[int, int]:
-    """``tlog serve``'s default workers and threads on this machine."""
-    from tlog.cli import serve
-    from tlog.server import default_workers
-
-    return default_workers(), next(o.default for o in serve.params if o.name == "threads")
-
-
 def measure_ceiling(a: argparse.Namespace, work: Path) -> dict[str, Any]:
     """The trivial Flask endpoint under tlog serve's gunicorn settings, at --concurrency clients."""
     hb = http_bench()
-    workers, threads = serve_defaults()
-    (work / "ceiling_app.py").write_text(hb.CEILING_APP)
-    cmd = [sys.executable, "-m", "gunicorn", "-k", "gthread", "--workers", str(workers), "--threads", str(threads),
-           "--bind", HOST + ":{port}", "--keep-alive", "5", "--timeout", "60", "--chdir", str(work), "ceiling_app:app"]  # fmt: skip
-    with hb.Server(cmd, work / "ceiling.log") as srv:
+    workers, threads = hb.serve_defaults()
+    with hb.Server(hb.ceiling_command(work, workers, threads), work / "ceiling.log") as srv:
         reqs = [hb.http_request("POST", "/echo", srv.port, b) for b in hb.BodyPool().get(0, 1000)]
         load = {"concurrency": a.concurrency, "clients": a.clients, "server_pid": srv.pid, "expect": 201}
         hb.run_load(srv.port, reqs, duration=2, **load)  # warm every worker
