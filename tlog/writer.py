@@ -213,8 +213,14 @@ class _WriterLoop:
                 self._close(sock)
 
 
-def run_writer(settings: Settings, socket_path: str) -> None:
-    """Open the logs and serve submissions on ``socket_path`` until ``tlog serve`` goes away."""
+def run_writer(settings: Settings, socket_path: str, parent: int | None = None) -> None:
+    """Open the logs and serve submissions on ``socket_path`` until ``tlog serve`` (pid ``parent``) goes away.
+
+    ``parent`` comes from ``tlog serve`` itself: read with ``os.getppid()`` after
+    the seconds opening the logs takes, it would be init's pid if ``tlog serve``
+    had died meanwhile, and this process would then outlive it for good.
+    """
+    parent = os.getppid() if parent is None else parent
     from tlog.api.state import Services
     from tlog.rotation import CERTIFICATES
     from tlog.shards import ENTRIES
@@ -236,18 +242,21 @@ def run_writer(settings: Settings, socket_path: str) -> None:
         CosignatureCollector(svc.log, witnesses).start()
         log.info("collecting cosignatures from %d witness(es)", len(witnesses))
     log.info("writer ready on %s (%s)", socket_path, ", ".join(sequencers))
-    parent = os.getppid()
     while os.getppid() == parent:  # reparented: tlog serve is gone, so are we
         time.sleep(1)
     log.info("tlog serve exited; writer stopping")
 
 
 def main() -> None:
-    """``python -m tlog.writer SOCKET``, with the pickled :class:`Settings` on stdin."""
+    """``python -m tlog.writer SOCKET [PARENT_PID]``, with the pickled :class:`Settings` on stdin."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [writer] %(levelname)s %(name)s: %(message)s")
     settings = pickle.loads(sys.stdin.buffer.read())  # noqa: S301 - written by our own parent
+    parent = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    if parent is not None and os.getppid() != parent:
+        log.info("tlog serve (pid %d) exited before the writer started; not starting", parent)
+        return
     try:
-        run_writer(settings, sys.argv[1])
+        run_writer(settings, sys.argv[1], parent)
     finally:
         from prometheus_client import multiprocess
 
@@ -272,7 +281,9 @@ class WriterProcess:
     def _spawn(self, timeout: float) -> None:
         if os.path.exists(self.socket_path):
             os.unlink(self.socket_path)
-        proc = subprocess.Popen([sys.executable, "-m", "tlog.writer", self.socket_path], stdin=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tlog.writer", self.socket_path, str(os.getpid())], stdin=subprocess.PIPE
+        )
         assert proc.stdin is not None
         proc.stdin.write(pickle.dumps(self.settings))
         proc.stdin.close()

@@ -154,7 +154,8 @@ def test_batches_wait_for_the_last_batch_size_and_a_lone_entry_does_not(settings
 
 
 def _writer_socket(server: LiveServer) -> str:
-    return Path(f"/proc/{writer_pid(server)}/cmdline").read_bytes().split(b"\0")[-2].decode()
+    argv = Path(f"/proc/{writer_pid(server)}/cmdline").read_bytes().split(b"\0")
+    return argv[argv.index(b"tlog.writer") + 1].decode()  # python -m tlog.writer SOCKET PARENT_PID
 
 
 def test_the_writer_survives_bad_frames(settings) -> None:  # type: ignore[no-untyped-def]
@@ -186,3 +187,44 @@ def test_the_writer_survives_bad_frames(settings) -> None:  # type: ignore[no-un
         assert requests.post(server.url + "/api/v1/log/entries", json=req, timeout=30).status_code == 201
     finally:
         server.stop()
+
+
+# A stand-in for `tlog serve` that spawns its writer as WriterProcess does (its
+# own pid as the parent to watch), hands it the settings after argv[2] seconds,
+# and exits.
+_DYING_PARENT = """\
+import os, subprocess, sys, time
+writer = subprocess.Popen([sys.executable, "-m", "tlog.writer", sys.argv[1], str(os.getpid())], stdin=subprocess.PIPE)
+print(writer.pid, flush=True)
+time.sleep(float(sys.argv[2]))  # the writer waits for its settings meanwhile
+writer.stdin.write(sys.stdin.buffer.read())
+writer.stdin.close()
+"""
+
+
+@pytest.mark.parametrize("delay", [0.0, 1.5])
+def test_the_writer_exits_when_tlog_serve_died_while_it_started(settings, tmp_path: Path, delay: float) -> None:  # type: ignore[no-untyped-def]
+    """The writer used to read its parent's pid only once its logs were open: if
+    `tlog serve` died meanwhile, that pid was init's and the writer lived on,
+    holding the database. Now it exits, whether its parent is gone by the time
+    it reads its settings or goes while it opens the logs."""
+    import pickle
+    import subprocess
+    import sys
+
+    from tlog.api.state import Services
+
+    Services.open(settings, migrate=True).engine.dispose()  # what tlog serve does before spawning it
+    # The writer inherits the launcher's stdout and stderr: run() returns once
+    # the writer has closed them too, i.e. exited.
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _DYING_PARENT, str(tmp_path / "writer.sock"), str(delay)],
+            input=pickle.dumps(settings), capture_output=True, timeout=60,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        os.kill(int((exc.stdout or b"").split()[0]), signal.SIGKILL)
+        raise AssertionError("the writer outlived tlog serve") from None
+    assert proc.returncode == 0, proc.stderr.decode()
+    log = proc.stderr.decode()
+    assert "not starting" in log or "tlog serve exited; writer stopping" in log, log
