@@ -57,3 +57,35 @@ def test_bench_scale_served_part_tiny(tmp_path: Path) -> None:
     assert "of the ceiling" in proc.stdout, proc.stdout
     if importlib.util.find_spec("matplotlib") is not None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_budget_tiny(tmp_path: Path) -> None:
+    """scripts/bench_budget.py at 8 clients for 1 s per run: every request kind's CPU is split, its sampled
+    responses verified, and the budget each ratio goal leaves is computed from the ceiling's cost."""
+    out = tmp_path / "budget.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_budget.py"), "--duration", "1", "--concurrency", "8",
+         "--loop-calls", "100", "--sample", "10", "--out", str(out)],
+        capture_output=True, text=True, timeout=180, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(out.read_text())
+    rows = {(r["backend"], r["test"]): r for r in result["rows"]}
+    assert list(rows) == [("flask", "ceiling"), ("sqlite", "submit"), ("sqlite", "inclusion"), ("sqlite", "consistency")]
+    ceiling = rows["flask", "ceiling"]
+    for (backend, test), r in rows.items():
+        assert r["rate"] > 0 and r["app_us"] > 0 and r["gunicorn_kernel_us"] > 0, r
+        # Every request that reached a worker was timed inside the app (totals are flushed every 20).
+        assert r["app_requests_timed"] >= r["requests"] - 4 * 20, r
+        parts = r["gunicorn_kernel_us"] + r["app_us"] + r["writer_us"] + r["database_us"]
+        assert abs(parts - r["cost_us"]) < 1e-6 * r["cost_us"] + 1e-9, r
+        if test != "ceiling":
+            assert r["budget_us"] == pytest.approx(ceiling["cost_us"] / r["goal"]), r
+    assert rows["sqlite", "submit"]["writer_us"] > 0  # submissions are integrated by the writer process
+    assert rows["sqlite", "inclusion"]["writer_us"] == 0
+    for test in ("ceiling", "inclusion", "consistency"):
+        loop = result["loop"][test]
+        assert 0 < loop["hot_us"] and 0 < loop["cold_us"], loop
+    checked = result["verification"]["sqlite"]
+    assert all(t["verified"] == t["checked"] > 0 for t in checked.values()), checked
+    assert "budget" in proc.stdout and "verified" in proc.stdout, proc.stdout
