@@ -320,7 +320,7 @@ def plot(results: dict[str, Any], png: Path) -> bool:
     rows = results["rows"]
     parts = [("gunicorn_kernel_us", "gunicorn and kernel", "#9aa5b1"), ("app_us", "app (Flask + tlog), request thread", "#3b7dd8"),
              ("writer_us", "writer process", "#e8a33d"), ("database_us", "PostgreSQL backends", "#7c5cbf")]  # fmt: skip
-    fig, ax = plt.subplots(figsize=(10, 0.55 * len(rows) + 1.8))
+    fig, ax = plt.subplots(figsize=(11, 0.55 * len(rows) + 2.4))
     labels = []
     for y, r in enumerate(rows):
         left = 0.0
@@ -330,6 +330,8 @@ def plot(results: dict[str, Any], png: Path) -> bool:
         if r.get("budget_us"):
             ax.plot([r["budget_us"]] * 2, [y - 0.4, y + 0.4], color="#c62828", lw=2.5, label="budget (goal)" if "b" not in labels else None)
             labels.append("b")
+        note = f"{r['cost_us']:,.0f} µs" + (f", {r['vs_ceiling']:.2f} of the ceiling (goal {r['goal']:g})" if r.get("goal") else "")
+        ax.text(max(left, r.get("budget_us") or 0) + 15, y, note, va="center", fontsize=8)
         hot = results["loop"].get(r["test"]) if r["backend"] in ("flask", "sqlite") else None
         if hot:
             ax.plot(r["gunicorn_kernel_us"] + hot["hot_us"], y, marker="d", color="black", ms=6,
@@ -340,7 +342,8 @@ def plot(results: dict[str, Any], png: Path) -> bool:
     ax.invert_yaxis()
     ax.set_xlabel("server CPU per request, µs (64 clients)")
     ax.set_title(f"Where a request's CPU goes, against the budget each goal leaves ({results['date'][:10]})", fontsize=10)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlim(0, max(max(r["cost_us"], r.get("budget_us") or 0) for r in rows) * 1.45)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
@@ -359,7 +362,10 @@ def main() -> int:
     p.add_argument("--sample", type=int, default=100, help="responses verified per run (default 100)")
     p.add_argument("--out", type=Path, help="JSON results (default bench-results/budget-<timestamp>.json)")
     p.add_argument("--png", type=Path, help="plot (default: the JSON's path with .png; needs matplotlib)")
+    p.add_argument("--plot-only", type=Path, metavar="JSON", help="only draw the plot of this saved results file, and exit")
     a = p.parse_args()
+    if a.plot_only:
+        return 0 if plot(json.loads(a.plot_only.read_text()), a.png or a.plot_only.with_suffix(".png")) else 1
     a.warmup = min(1.0, a.duration / 4)
     a.out = a.out or ROOT / "bench-results" / f"budget-{time.strftime('%Y%m%d-%H%M%S')}.json"
     a.out.parent.mkdir(parents=True, exist_ok=True)
