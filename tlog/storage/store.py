@@ -212,7 +212,7 @@ def get_node_hashes(
         return []
     keys = [node_key(n.level, n.index) for n in ids]
     found: dict[int, bytes] = dict(known) if known else {}
-    found.update(DriverReader(conn.exec_driver_sql, _driver_sql(conn)).node_hashes(tree, list(set(keys) - found.keys())))
+    found.update(_reader(conn).node_hashes(tree, list(set(keys) - found.keys())))
     try:
         return [found[k] for k in keys]
     except KeyError as exc:
@@ -289,22 +289,10 @@ def insert_node_levels(conn: Connection, tree: int, levels: Sequence[tuple[int, 
 # --- entries ---------------------------------------------------------------------------
 
 _entry_cols = (_entries.c.log_index, _entries.c.leaf_hash, _entries.c.body, _entries.c.integrated_time)
-# Point reads take the stored SET and the attestation in the same statement
-# (an outer join on its primary key): one round trip per entry read, whatever its kind.
-_entry_with_attestation = sa.select(
-    *_entry_cols, _entries.c.signed_entry_timestamp, _attestations.c.payload_type, _attestations.c.data
-).select_from(
-    _entries.outerjoin(
-        _attestations,
-        sa.and_(_attestations.c.tree == _entries.c.tree, _attestations.c.log_index == _entries.c.log_index),
-    )
-)
-_ENTRY = _entry_with_attestation.where(
-    _entries.c.tree == sa.bindparam("tree"), _entries.c.log_index == sa.bindparam("log_index")
-)
-_ENTRY_BY_LEAF = _entry_with_attestation.where(
-    _entries.c.tree == sa.bindparam("tree"), _entries.c.leaf_hash == sa.bindparam("leaf_hash")
-)
+# Point reads take the stored SET and the attestation in the same statement (an
+# outer join on its primary key): one round trip per entry read, whatever its
+# kind. They run the readers' fixed SQL (_SELECT_ENTRY, below) on the caller's
+# connection, so that statement exists once.
 
 
 def _joined_record(row: Sequence[Any]) -> EntryRecord:
@@ -316,13 +304,11 @@ def _joined_record(row: Sequence[Any]) -> EntryRecord:
 
 
 def get_entry(conn: Connection, tree: int, log_index: int) -> EntryRecord | None:
-    row = conn.execute(_ENTRY, {"tree": tree, "log_index": log_index}).first()
-    return _joined_record(row) if row else None
+    return _reader(conn).entries(tree, [log_index]).get(log_index)
 
 
 def get_entry_by_leaf_hash(conn: Connection, tree: int, leaf_hash: bytes) -> EntryRecord | None:
-    row = conn.execute(_ENTRY_BY_LEAF, {"tree": tree, "leaf_hash": leaf_hash}).first()
-    return _joined_record(row) if row else None
+    return _reader(conn).entry_by_leaf_hash(tree, leaf_hash)
 
 
 def get_entries_range(conn: Connection, tree: int, begin: int, end: int) -> list[EntryRecord]:
@@ -484,7 +470,7 @@ _SELECT_HEAD_AND_NODES = (
     "UNION ALL SELECT NULL, NULL, NULL, NULL, key, hash FROM nodes WHERE tree = ? AND key"
 )
 _SELECT_ENTRY = (
-    # The same columns and outer join as _ENTRY: an entry, its SET and its attestation in one statement.
+    # An entry, its stored SET and its attestation (outer join) in one statement: every entry read.
     "SELECT e.log_index, e.leaf_hash, e.body, e.integrated_time, e.signed_entry_timestamp, a.payload_type, a.data "
     "FROM entries AS e "
     "LEFT JOIN attestations AS a ON a.tree = e.tree AND a.log_index = e.log_index WHERE e.tree = ? AND "
@@ -549,6 +535,11 @@ _PG_SQL = _DriverSQL.for_dialect("postgresql")
 
 def _driver_sql(conn: Connection) -> _DriverSQL:
     return _SQLITE_SQL if conn.dialect.name == "sqlite" else _PG_SQL
+
+
+def _reader(conn: Connection) -> DriverReader:
+    """The hot-path readers' statements, run in the caller's transaction on a Core connection."""
+    return DriverReader(conn.exec_driver_sql, _driver_sql(conn))
 
 
 def _head_and_entry_of(row: Sequence[Any] | None) -> tuple[TreeHeadRecord | None, EntryRecord | None]:
