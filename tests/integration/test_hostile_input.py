@@ -964,3 +964,30 @@ def test_postgres_slow_query_answers_503(monkeypatch, tmp_path, postgres_url) ->
         assert client.get("/api/v1/log").status_code == 200
     finally:
         app.extensions["tlog"].engine.dispose()
+
+
+LONE_SURROGATE_BODIES: list[tuple[str, str, str]] = [
+    # (path, JSON text, the place the message must name); was a 500 on the CA's public key
+    ("/api/v2/signingCert", '{"publicKeyRequest": {"publicKey": {"algorithm": "ECDSA", "content": "\\udfff"}, "proofOfPossession": "AA=="}}', "publicKeyRequest.publicKey.content"),
+    ("/api/v2/signingCert", '{"certificateSigningRequest": "\\ud800QUFB"}', "certificateSigningRequest"),
+    ("/api/v1/log/entries", '{"kind": "hashedrekord", "apiVersion": "0.0.1", "spec": {"signature": {"content": "\\udc00"}}}', "spec.signature.content"),
+    ("/api/v1/log/entries/retrieve", '{"entryUUIDs": ["ab", "\\udbff"]}', "entryUUIDs[1]"),
+    ("/api/v1/index/retrieve", '{"\\ud800": "x"}', "a member name in the top-level object"),
+]
+
+
+@pytest.mark.parametrize(("path", "text", "where"), LONE_SURROGATE_BODIES)
+def test_lone_surrogates_in_request_bodies_are_400(app, world, path: str, text: str, where: str) -> None:  # type: ignore[no-untyped-def]
+    """JSON may escape half of a UTF-16 surrogate pair; the result is no Unicode character and has
+    no UTF-8 encoding. Every request body is refused with a 400 naming where it is (RFC 7493 2.1);
+    an escaped pair (an emoji) is fine."""
+    checker = Checker(app)
+    headers = {"Authorization": f"Bearer {world['token']}"} if path == "/api/v2/signingCert" else {}
+    resp = checker.open("POST", path, data=text, content_type="application/json", headers=headers)
+    assert resp.status_code == 400, resp.data[:300]
+    message = resp.get_json()["message"]
+    assert "lone UTF-16 surrogate" in message and where in message, message
+    paired = text.replace("\\udfff", "\\ud83d\\ude00").replace("\\ud800", "\\ud83d\\ude00")
+    paired = paired.replace("\\udc00", "\\ud83d\\ude00").replace("\\udbff", "\\ud83d\\ude00")
+    resp = checker.open("POST", path, data=paired, content_type="application/json", headers=headers)
+    assert resp.status_code < 500 and "surrogate" not in resp.get_json().get("message", ""), resp.data[:300]
