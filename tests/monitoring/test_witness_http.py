@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask
 from werkzeug.serving import make_server
@@ -310,3 +313,44 @@ def test_client_keeps_only_its_witness_cosignature(tmp_path: Path) -> None:
         server.shutdown()  # type: ignore[attr-defined]
         server.server_close()  # type: ignore[attr-defined]
         thread.join()
+
+
+# --- Hostile bodies ----------------------------------------------------------
+
+
+def _mutated(valid: bytes) -> st.SearchStrategy[bytes]:
+    """``valid`` with a line dropped, duplicated, swapped or replaced, a byte flipped, or cut short."""
+    lines = valid.split(b"\n")
+    n = len(lines)
+    index = st.integers(0, n - 1)
+    edits = st.one_of(
+        index.map(lambda i: lines[:i] + lines[i + 1 :]),
+        index.map(lambda i: lines[: i + 1] + lines[i:]),
+        st.tuples(index, index).map(lambda ij: [lines[ij[1]] if k == ij[0] else lines[ij[0]] if k == ij[1] else x for k, x in enumerate(lines)]),
+        st.tuples(index, st.binary(max_size=80)).map(lambda ib: lines[: ib[0]] + [ib[1]] + lines[ib[0] + 1 :]),
+    ).map(b"\n".join)
+    flips = st.tuples(st.integers(0, len(valid) - 1), st.integers(1, 255)).map(
+        lambda pb: valid[: pb[0]] + bytes([valid[pb[0]] ^ pb[1]]) + valid[pb[0] + 1 :]
+    )
+    return st.one_of(edits, flips, st.integers(0, len(valid)).map(lambda k: valid[:k]))
+
+
+def test_hostile_bodies_get_4xx_and_refusals_leave_the_cosigned_checkpoint(witness: Witness) -> None:
+    """Random bytes and mutations of a valid request: never a 5xx, and whatever is
+    refused leaves the witness's latest cosigned checkpoint for the log as it was."""
+    assert witness.post(body(0, [], witness.log.checkpoint(8))).status_code == 200
+    valid = body(8, witness.log.proof(8, 13), witness.log.checkpoint(13))
+    origin = witness.log.origin
+
+    @given(st.one_of(st.binary(max_size=600), _mutated(valid)))
+    @hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    def check(data: bytes) -> None:
+        before = witness.state.latest(origin)
+        resp = witness.post(data)
+        assert resp.status_code < 500, (data[:300], resp.status_code, resp.text[:300])
+        if resp.status_code != 200:
+            assert witness.state.latest(origin) == before, (data[:300], resp.status_code)
+
+    check()
+    # The valid request itself still goes through (unless a mutation equal to it already did).
+    assert witness.post(valid).status_code in (200, 409)
