@@ -669,6 +669,22 @@ def test_signed_tokens_with_hostile_claims(app, world) -> None:  # type: ignore[
     ))  # fmt: skip
 
 
+@pytest.mark.parametrize(("kind", "claims", "where"), [
+    ("github", {"job_workflow_ref": "org/repo/\udfff"}, "job_workflow_ref"),  # a claim the certificate carries (was a 500)
+    ("email", {"unused": {"deep": ["\ud800"]}}, "unused.deep[0]"),  # or any other
+])  # fmt: skip
+def test_tokens_whose_payload_escapes_a_lone_surrogate_are_refused(app, world, kind: str, claims: dict[str, Any], where: str) -> None:  # type: ignore[no-untyped-def]
+    """A correctly signed token whose claims hold half a surrogate pair: 401 naming the claim, no certificate."""
+    checker = Checker(app)
+    subject = "alice@example.com" if kind == "email" else "org/repo"
+    token = world["dev"].mint(subject, type=kind, extra_claims=claims)
+    csr = world["templates"]["signingCert-csr"][1]["certificateSigningRequest"]
+    resp = checker.open("POST", "/api/v2/signingCert", json={"certificateSigningRequest": csr}, headers={"Authorization": f"Bearer {token}"})
+    assert resp.status_code == 401, resp.data[:300]
+    message = resp.get_json()["message"]
+    assert "lone UTF-16 surrogate" in message and f"in the payload, {where} " in message, message
+
+
 def test_headers_and_methods(app, world) -> None:  # type: ignore[no-untyped-def]
     """Odd headers (Content-Length lies, encodings, duplicated auth) and every method on every path."""
     checker = Checker(app)

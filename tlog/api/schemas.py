@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import sys
 from typing import Any
 
 from flask import request
 
 from tlog.errors import BadRequest, PayloadTooLarge
+from tlog.json_text import lone_surrogate_at
 from tlog.log import Inclusion, TransparencyLog
 
 #: Deepest nesting of arrays and objects a request body may have. Real requests
@@ -52,47 +52,12 @@ def read_json() -> Any:
         raise BadRequest(f"request body is not valid JSON: a number has more than {sys.get_int_max_str_digits()} digits") from None
     if _deeper_than(value, MAX_JSON_DEPTH):
         raise BadRequest(too_deep)
-    if _SURROGATE_ESCAPE.search(text) and (where := _lone_surrogate_at(value)) is not None:
-        where = where if len(where) <= 200 else where[:200] + "..."  # never echo an absurd key in full
+    if (where := lone_surrogate_at(text, value)) is not None:
         raise BadRequest(
             f"request body is not valid JSON text: {where} escapes a lone UTF-16 surrogate "
             "(\\ud800-\\udfff without its pair), which is no Unicode character (RFC 7493 section 2.1)"
         )
     return value
-
-
-#: A JSON escape in the surrogate range: the only way a lone surrogate gets into
-#: a parsed string (raw UTF-8 cannot encode one, and decoding refused it above).
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-
-
-def _lone_surrogate_at(value: Any) -> str | None:
-    """Where a string of ``value`` (a key or a value, at any depth) has no UTF-8
-    encoding, as a path such as ``spec.signature.content``; None if nowhere.
-    json.loads joins an escaped pair into one character; a lone half stays."""
-    stack: list[tuple[Any, str]] = [(value, "")]
-    while stack:
-        node, path = stack.pop()
-        if isinstance(node, dict):
-            for key, child in node.items():
-                if not _encodable(key):
-                    return f"a member name in {path or 'the top-level object'}"
-                stack.append((child, f"{path}.{key}" if path else key))
-        elif isinstance(node, list):
-            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(node))
-        elif isinstance(node, str) and not _encodable(node):
-            return path or "the top-level string"
-    return None
-
-
-def _encodable(text: str) -> bool:
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _reject_constant(name: str) -> Any:

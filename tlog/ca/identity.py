@@ -336,27 +336,13 @@ def _subject(claims: Mapping[str, Any]) -> str:
     sub = claims.get("sub", "")
     if not isinstance(sub, str):
         raise BadRequest("token claim 'sub' must be a string")
-    return _unicode(sub, "sub")
-
-
-def _unicode(value: str, name: str) -> str:
-    """``value`` if it can be encoded as UTF-8, as certificate extensions are.
-
-    A JSON string may escape a lone UTF-16 surrogate (``"\\udfff"``), which
-    decodes to a Python str that has no UTF-8 encoding.
-    """
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise BadRequest(f"token claim {name!r} is not valid Unicode text (it holds a lone surrogate)") from None
-    return value
+    return sub
 
 
 def _claim_text(value: Any, name: str) -> str:
     """Fulcio's ``mapValuesToString`` for scalar claims."""
     if isinstance(value, str):
-        return _unicode(value, name)
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -376,7 +362,7 @@ def _claim_at_path(claims: Mapping[str, Any], path: str) -> str:
         value = value[member]
     if not isinstance(value, str) or not value:
         raise BadRequest(f"token claim {path!r} must be a non-empty string")
-    return _unicode(value, path)
+    return value
 
 
 def _check_san_uri(uri: str, what: str) -> None:

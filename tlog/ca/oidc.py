@@ -73,6 +73,7 @@ from jwt.algorithms import Algorithm
 from tlog.ca.identity import Identity, identity_from_claims
 from tlog.ca.issuers import IssuerConfig, IssuersConfig
 from tlog.errors import Forbidden, Unauthorized, Unavailable
+from tlog.json_text import lone_surrogate_at
 
 ALLOWED_ALGORITHMS: Final = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -422,6 +423,12 @@ def _json_object(raw: bytes, name: str) -> dict[str, Any]:
         raise Unauthorized(f"malformed token: the {name} is not JSON") from None
     if not isinstance(value, dict):
         raise Unauthorized(f"malformed token: the {name} is not a JSON object")
+    # Every claim a certificate carries comes from here: none may hold a string
+    # with no UTF-8 encoding.
+    if (where := lone_surrogate_at(raw, value)) is not None:
+        raise Unauthorized(
+            f"malformed token: in the {name}, {where} escapes a lone UTF-16 surrogate, which is no Unicode character"
+        )
     return value
 
 
