@@ -183,12 +183,19 @@ def _client_main(pipe, port: int, reqs: list[bytes], conns: int, unique: bool, e
         pipe.send({"crash": traceback.format_exc()})
 
 
+def child_pids(pid: int) -> list[int]:
+    """The child processes of ``pid``, those of every thread (tlog serve's writer is spawned by a watcher thread)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
 def cpu_snapshot(pids: list[int], children: bool = False) -> dict[int, float]:
     """CPU seconds used so far by each live process of ``pids`` (and their children: gunicorn workers)."""
     if children:
-        for task in Path(f"/proc/{pids[0]}/task").iterdir():
-            with contextlib.suppress(OSError):
-                pids = pids + [int(c) for c in (task / "children").read_text().split()]
+        pids = pids + child_pids(pids[0])
     out = {}
     for p in pids:
         with contextlib.suppress(OSError):

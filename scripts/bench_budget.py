@@ -111,16 +111,8 @@ def app_cpu(directory: Path) -> tuple[int, float]:
     return n, s
 
 
-def children(pid: int) -> list[int]:
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            out += [int(c) for c in (task / "children").read_text().split()]
-    return out
-
-
 def writer_pid(master: int) -> int | None:
-    for c in children(master):
+    for c in bench.child_pids(master):
         with contextlib.suppress(OSError):
             if b"tlog.writer" in Path(f"/proc/{c}/cmdline").read_bytes():
                 return c

@@ -663,9 +663,14 @@ def reading(engine: Engine) -> Iterator[Reader]:
         yield DriverReader(storage_db.sqlite_reader(engine).execute, _SQLITE_SQL)
     except sqlite3.Error as exc:
         storage_db.discard_sqlite_reader(engine)
-        raise sa.exc.DBAPIError.instance(
-            None, None, exc, sqlite3.Error, connection_invalidated=True, dialect=engine.dialect
-        ) from exc
+        raise _dbapi_error(engine, exc, sqlite3.Error, invalidated=True) from exc
+
+
+def _dbapi_error(engine: Engine, exc: Exception, driver_error: type, *, invalidated: bool) -> sa.exc.DBAPIError:
+    """A driver's error as SQLAlchemy's DBAPIError, as Core would raise it (so the API answers 503)."""
+    return sa.exc.DBAPIError.instance(
+        None, None, exc, driver_error, connection_invalidated=invalidated, dialect=engine.dialect
+    )
 
 
 def _postgres_reading(engine: Engine) -> Iterator[Reader]:
@@ -683,9 +688,7 @@ def _postgres_reading(engine: Engine) -> Iterator[Reader]:
     try:
         fairy = engine.raw_connection()  # unlike engine.connect(), raises the driver's own errors
     except psycopg.Error as exc:
-        raise sa.exc.DBAPIError.instance(
-            None, None, exc, psycopg.Error, connection_invalidated=True, dialect=engine.dialect
-        ) from exc
+        raise _dbapi_error(engine, exc, psycopg.Error, invalidated=True) from exc
     raw = fairy.driver_connection
     assert raw is not None
     gone = False
@@ -695,9 +698,7 @@ def _postgres_reading(engine: Engine) -> Iterator[Reader]:
             yield DriverReader(cursor.execute, _PG_SQL)
     except psycopg.Error as exc:
         gone = isinstance(exc, psycopg.OperationalError) or raw.closed
-        raise sa.exc.DBAPIError.instance(
-            None, None, exc, psycopg.Error, connection_invalidated=gone, dialect=engine.dialect
-        ) from exc
+        raise _dbapi_error(engine, exc, psycopg.Error, invalidated=gone) from exc
     finally:
         if not gone:
             try:
